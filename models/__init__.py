@@ -1,0 +1,14 @@
+"""InfusionNet and AesFA in PyTorch, with the authors' state-dict names (architecture.md)."""
+from .blocks import AdaConv2d, AdaOctConv, KernelPredictor, OctConv, OctConvAfterUpsample
+from .checkpoint import (CheckpointError, detect_variant, file_sha256, load_checkpoint,
+                         save_checkpoint, save_official_checkpoint)
+from .encoders import Encoder, StyleEncoder
+from .generator import ADAPTIVE_LAYERS, Decoder
+from .networks import MIN_STYLE_SIZE, VARIANTS, AesFA, InfusionNet, StyleTransferNetwork, build_model
+
+__all__ = [
+    "AdaConv2d", "AdaOctConv", "KernelPredictor", "OctConv", "OctConvAfterUpsample", "Encoder",
+    "StyleEncoder", "Decoder", "ADAPTIVE_LAYERS", "InfusionNet", "AesFA", "StyleTransferNetwork",
+    "VARIANTS", "MIN_STYLE_SIZE", "build_model", "load_checkpoint", "save_checkpoint",
+    "save_official_checkpoint", "detect_variant", "file_sha256", "CheckpointError",
+]
