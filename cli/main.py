@@ -1,2 +1,56 @@
-def main(argv=None):
-    print("hello")
+"""The `infusionnet` command: one front door, one subcommand per job.
+
+Each subcommand lives in its own module of this package with ``register(subparsers)``, which
+adds its parser and sets ``func``. Modules import torch, onnx and the like inside ``func`` only,
+so ``infusionnet --help`` stays instant and the torch-free commands work without torch.
+"""
+import argparse
+import importlib
+import sys
+from typing import List, Optional
+
+from infusionnet.runtime.errors import InfusionNetError
+
+# Modules that add subcommands, in the order `--help` lists them.
+COMMAND_MODULES = ("stylize",)
+
+EPILOG = """\
+examples:
+  infusionnet stylize --output out/                      # built-in sample images, untrained demo net
+  infusionnet stylize --checkpoint main.pth --content photo.jpg --style sample:hubble_deep_field -o out/
+run `infusionnet COMMAND --help` for each command's options.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="infusionnet", description="Deploy InfusionNet / AesFA style transfer: stylize, export to "
+        "ONNX and TensorRT, check exported forms against PyTorch, benchmark.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"infusionnet.cli.{name}").register(subparsers)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except InfusionNetError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except FileExistsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
