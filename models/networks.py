@@ -15,6 +15,8 @@ from typing import Dict, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
+from infusionnet.runtime.errors import InfusionNetError
+
 from .blocks import AdaConv2d, Octave
 from .encoders import Encoder, StyleEncoder
 from .generator import Decoder
@@ -112,6 +114,27 @@ class AesFA(StyleTransferNetwork):
 VARIANTS = {cls.variant: cls for cls in (InfusionNet, AesFA)}
 # Smallest square style image whose code still covers 3x3 after the encoders' striding.
 MIN_STYLE_SIZE = {"infusionnet": 96, "aesfa": 24}
+# The octave cross paths add up2(low) to high at every stride: each stride-2 stage needs an even
+# size. InfusionNet's style path strides to 1/32 (netE then netS), AesFA's to 1/8, content to 1/8.
+STYLE_SIZE_MULTIPLE = {"infusionnet": 32, "aesfa": 8}
+CONTENT_SIZE_MULTIPLE = 8
+MIN_CONTENT_SIZE = 16
+
+
+def validate_style_size(variant: str, size: int) -> None:
+    """Raise InfusionNetError unless a square style image of ``size`` px fits ``variant``."""
+    minimum, multiple = MIN_STYLE_SIZE[variant], STYLE_SIZE_MULTIPLE[variant]
+    if size < minimum or size % multiple:
+        raise InfusionNetError(f"style size {size} does not fit {variant}: it must be a multiple of "
+                               f"{multiple} and at least {minimum} px (e.g. 256)")
+
+
+def validate_content_size(height: int, width: int) -> None:
+    """Raise InfusionNetError unless a content image of height x width fits both networks."""
+    for name, value in (("height", height), ("width", width)):
+        if value < MIN_CONTENT_SIZE or value % CONTENT_SIZE_MULTIPLE:
+            raise InfusionNetError(f"content {name} {value} must be a multiple of {CONTENT_SIZE_MULTIPLE} "
+                                   f"and at least {MIN_CONTENT_SIZE} px")
 
 
 def build_model(variant: str = "infusionnet", seed: Optional[int] = None, nf: int = 64) -> StyleTransferNetwork:
