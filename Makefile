@@ -1,0 +1,22 @@
+# Quick start: `make demo` stylizes the built-in samples, `make test` runs every check.
+# Both set up .venv first (scripts/bootstrap.sh).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: setup demo test lint-py38 clean
+
+setup:
+	@VENV=$(VENV) scripts/bootstrap.sh
+
+demo: setup
+	$(VENV)/bin/infusionnet stylize --grid --output outputs/demo
+
+# runtime/ must stay importable on Jetson's Python 3.8 (JetPack 5).
+lint-py38: setup
+	$(VENV)/bin/vermin --target=3.8- --no-tips --violations --eval-annotations runtime/
+
+test: setup lint-py38
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf outputs .pytest_cache build *.egg-info

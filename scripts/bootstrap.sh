@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Create (or reuse) the project's virtual environment and install the project into it.
+#   VENV    where the environment lives (default .venv)
+#   PYTHON  interpreter that creates it (default python3)
+# torch is installed as the CPU build 2.13.0 only when the environment has no torch yet; a
+# plain `pip install torch` would pull gigabytes of CUDA packages. Re-runs are quick: the
+# editable install is redone only when setup.cfg or pyproject.toml change.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+PYTHON=${PYTHON:-python3}
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "bootstrap: creating $VENV with $($PYTHON --version 2>&1)"
+  "$PYTHON" -m venv "$VENV"
+  "$VENV/bin/python" -m pip install -q --upgrade pip setuptools wheel
+fi
+if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
+  echo "bootstrap: installing torch==2.13.0 (CPU build)"
+  "$VENV/bin/python" -m pip install -q torch==2.13.0
+fi
+stamp="$VENV/.installed-$(cat setup.cfg pyproject.toml | sha256sum | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+  echo "bootstrap: installing infusionnet-edge (editable, with the dev extra)"
+  "$VENV/bin/python" -m pip install -q -e ".[dev]"
+  rm -f "$VENV"/.installed-*
+  touch "$stamp"
+fi

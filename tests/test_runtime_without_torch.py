@@ -1,0 +1,35 @@
+"""The runtime must import and work on a machine without torch (Jetson, Python 3.8)."""
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+
+import infusionnet.runtime
+
+BLOCK_TORCH = "import sys; sys.modules['torch'] = None\n"
+
+
+def _runtime_modules():
+    return sorted(f"infusionnet.runtime.{m.name}" for m in pkgutil.iter_modules(infusionnet.runtime.__path__))
+
+
+def test_every_runtime_module_imports_with_torch_unimportable():
+    modules = _runtime_modules()
+    assert "infusionnet.runtime.images" in modules
+    code = BLOCK_TORCH + "".join(f"import {m}\n" for m in modules) + "import infusionnet.runtime\nprint('ok')"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+
+
+def test_blocking_torch_really_blocks_it():
+    # Guard against the test above passing vacuously.
+    result = subprocess.run([sys.executable, "-c", BLOCK_TORCH + "import torch"], capture_output=True, text=True)
+    assert result.returncode != 0 and "torch" in result.stderr
+
+
+def test_runtime_sources_do_not_mention_torch_imports():
+    root = Path(infusionnet.runtime.__path__[0])
+    offenders = [p.name for p in root.glob("*.py")
+                 if any(line.strip().startswith(("import torch", "from torch")) for line in p.read_text().splitlines())]
+    assert offenders == []
