@@ -1,0 +1,99 @@
+"""Calibration data as feed dicts: one iterator type for every INT8 calibrator.
+
+``CalibrationFeed`` yields ``{input name: float32 NCHW batch}``, one dict per batch. It iterates
+(what Polygraphy's TensorRT calibrator consumes as its data loader) and also answers
+``get_next()``/``rewind()`` (ONNX Runtime's CalibrationDataReader protocol, used by
+``quantize_static``), so a folder of images, a video, or random tensors in tests plug into either.
+
+Engines and graphs have a fixed batch (it is folded into AdaConv's groups), so every batch is
+full: when the images do not divide evenly, the last batch wraps around to the first images.
+"""
+from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from .errors import InfusionNetError
+
+Feed = Dict[str, np.ndarray]
+Source = Union[str, "np.ndarray", object]  # a path, an HxWx3 uint8 RGB array, or anything `loader` reads
+
+
+class CalibrationError(InfusionNetError):
+    """No usable calibration data."""
+
+
+def batch_indices(count: int, batch: int, limit: Optional[int] = None) -> List[List[int]]:
+    """Indices of the images in each full batch; the last batch wraps around to the start.
+
+    ``limit`` caps the number of batches (calibration rarely needs more than a few hundred
+    images). 5 images in batches of 2 -> [[0, 1], [2, 3], [4, 0]].
+    """
+    if batch < 1:
+        raise CalibrationError(f"calibration batch must be at least 1, got {batch}")
+    if count < 1:
+        raise CalibrationError("no calibration images: give a folder with images (--calibration DIR)")
+    batches = -(-count // batch)
+    if limit is not None:
+        batches = max(1, min(batches, int(limit)))
+    return [[(b * batch + i) % count for i in range(batch)] for b in range(batches)]
+
+
+def default_loader(height: int, width: int) -> Callable[[Source], np.ndarray]:
+    """Read (if a path), resize and centre-crop to exactly height x width, normalize to (1,3,H,W)."""
+    from . import images  # image I/O pulls in OpenCV; only needed when images are really read
+
+    resize = images.parse_resize(f"{height}x{width}")
+
+    def load(source: Source) -> np.ndarray:
+        rgb = source if isinstance(source, np.ndarray) else images.read_image(source)
+        prepared, _ = images.prepare_image(rgb, resize)
+        return images.normalize(prepared)
+
+    return load
+
+
+class CalibrationFeed:
+    """Feed dicts of ``batch`` preprocessed images under ``input_name``.
+
+    ``fixed`` tensors are added to every dict unchanged (the kernels of a style image when the
+    content graph of a split export is calibrated). Images are loaded lazily, batch by batch.
+    """
+
+    def __init__(self, sources: Sequence[Source], input_name: str, batch: int, size: Tuple[int, int],
+                 fixed: Optional[Mapping[str, np.ndarray]] = None, limit: Optional[int] = None,
+                 loader: Optional[Callable[[Source], np.ndarray]] = None):
+        self.sources = list(sources)
+        self.input_name = input_name
+        self.batch = int(batch)
+        self.size = (int(size[0]), int(size[1]))
+        self.fixed = dict(fixed or {})
+        self.loader = loader or default_loader(*self.size)
+        self._plan = batch_indices(len(self.sources), self.batch, limit)
+        self._position = 0
+
+    def __len__(self) -> int:
+        return len(self._plan)
+
+    def __iter__(self) -> Iterator[Feed]:
+        for indices in self._plan:
+            yield self._feed(indices)
+
+    def _feed(self, indices: Sequence[int]) -> Feed:
+        arrays = [np.asarray(self.loader(self.sources[i]), dtype=np.float32) for i in indices]
+        images = np.concatenate([a if a.ndim == 4 else a[None] for a in arrays], axis=0)
+        expected = (self.batch, 3) + self.size
+        if images.shape != expected:
+            raise CalibrationError(f"calibration loader gave a batch of shape {images.shape}, expected {expected}")
+        feed = {self.input_name: np.ascontiguousarray(images)}
+        feed.update(self.fixed)
+        return feed
+
+    # ONNX Runtime's CalibrationDataReader protocol.
+    def get_next(self) -> Optional[Feed]:
+        if self._position >= len(self._plan):
+            return None
+        self._position += 1
+        return self._feed(self._plan[self._position - 1])
+
+    def rewind(self) -> None:
+        self._position = 0
