@@ -72,7 +72,10 @@ class StyleTransferNetwork(nn.Module):
 
 def broadcast_kernels(kernels: Dict[str, Tensor], batch: int) -> Dict[str, Tensor]:
     """Repeat single-style kernels over a content batch; other batch sizes must match."""
-    sizes = {tensor.shape[0] for tensor in kernels.values()}
+    # int(): under ONNX tracing, shapes are traced values that never compare equal in a set; the
+    # batch is fixed at export anyway.
+    batch = int(batch)
+    sizes = {int(tensor.shape[0]) for tensor in kernels.values()}
     if sizes == {batch}:
         return kernels
     if sizes == {1}:
