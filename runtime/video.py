@@ -120,6 +120,14 @@ def parse_source(text: str, csi_size: Tuple[int, int] = (1080, 1920), csi_fps: f
     return SourceSpec("file", str(path), str(path))
 
 
+def parse_hw(text: str, option: str = "--size") -> Tuple[int, int]:
+    """'360x640' -> (360, 640): height first, as every size option of this project."""
+    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", str(text))
+    if not match or int(match.group(1)) < 1 or int(match.group(2)) < 1:
+        raise VideoError(f"{option} {text!r}: expected HEIGHTxWIDTH in pixels, e.g. 360x640")
+    return int(match.group(1)), int(match.group(2))
+
+
 def _redact_url(url: str) -> str:
     """rtsp://user:password@host/... -> rtsp://user:***@host/... so passwords stay out of logs."""
     return re.sub(r"(://[^/:@]*):[^/@]*@", r"\1:***@", url)

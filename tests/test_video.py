@@ -613,3 +613,108 @@ def test_audio_mux_command():
     cmd = V.audio_mux_command("ffmpeg", "v.mp4", "in.mov", "out.mp4", "aac")
     assert cmd[cmd.index("-c:a") + 1] == "aac" and cmd[-1] == "out.mp4"
     assert cmd.index("v.mp4") < cmd.index("in.mov") and "-shortest" in cmd
+
+
+def test_parse_hw():
+    assert V.parse_hw("360x640") == (360, 640) and V.parse_hw(" 32X48 ") == (32, 48)
+    for bad in ("640", "0x10", "axb", "10x10x3"):
+        with pytest.raises(V.VideoError, match="HEIGHTxWIDTH"):
+            V.parse_hw(bad, "--size")
+
+
+# ---------------------------------------------------------------------------------------------
+# The benchmark and the `infusionnet video` command
+
+
+def test_video_benchmark_reports_bare_file_and_live_rates(tmp_path):
+    from infusionnet.benchmarks.video_bench import format_lines, video_benchmark
+
+    stylizer = Invert(delay=0.01)
+    stylizer.set_style(np.zeros((96, 96, 3), np.uint8))
+    result = video_benchmark(stylizer, size=(32, 48), frames=6, camera_fps=50, camera_seconds=0.3,
+                             warmup=1, workdir=tmp_path)
+    assert result["size"] == "32x48" and result["bare"]["iterations"] == 6
+    assert result["file"]["frames_out"] == 6 and result["file"]["dropped"] == 0
+    assert 0 < result["bare"]["fps_mean"] <= 100 and 0 < result["file"]["fps"] <= 100  # 10 ms per frame
+    assert result["live"]["offered"] == 15 and result["live"]["frames_out"] >= 1
+    assert "bare model" in "\n".join(format_lines(result)) and list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture
+def tiny_clip(tmp_path):
+    return write_video(tmp_path / "clip.avi", 4, fps=8.0)
+
+
+def test_cli_stylizes_a_file_like_single_images(tiny_clip, tmp_path, capsys):
+    """Through `infusionnet video` with the PyTorch model: lossless output equals the model run
+    on each decoded frame alone."""
+    from infusionnet.cli import video as cli_video
+    from infusionnet.cli.main import main
+    from infusionnet.models import build_model
+    from infusionnet.runtime import images, samples
+
+    out = tmp_path / "styled.mkv"
+    code = main(["video", "--input", str(tiny_clip), "-o", str(out), "--fourcc", "FFV1", "--style-size", "96"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "4 in, 4 out, 0 dropped" in captured.out and "UNTRAINED" in captured.err
+    written, (fps, width, height) = read_video(out)
+    assert (len(written), fps, width, height) == (4, 8.0, WIDTH, HEIGHT)
+
+    reference = cli_video.TorchFrameStylizer(build_model("infusionnet", seed=0), style_size=96)
+    reference.set_style(samples.load_image_arg(cli_video.DEFAULT_STYLE))
+    for frame, got in zip(read_video(tiny_clip)[0], written):
+        np.testing.assert_array_equal(got, reference.stylize(frame))
+
+    # ... and the adapter is the model's own test path on the padded frame, cropped back
+    import torch
+    model = build_model("infusionnet", seed=0)
+    frame = read_video(tiny_clip)[0][1]
+    style, _ = images.prepare_image(samples.load_image_arg(cli_video.DEFAULT_STYLE), "square:96")
+    rgb, restore = images.prepare_image(frame[:, :, ::-1], "keep")
+    with torch.inference_mode():
+        direct = model(torch.from_numpy(images.normalize(rgb)), torch.from_numpy(images.normalize(style)))
+    direct = images.restore_image(images.denormalize(direct.numpy())[0], restore)[:, :, ::-1]
+    assert np.abs(direct.astype(int) - reference.stylize(frame).astype(int)).max() <= 1
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--input", "nope.mp4", "-o", "x.mp4"], "nope.mp4: no such file"),
+    (["--input", "0"], "nothing to do"),
+    (["-o", "x.mp4"], "--input is required"),
+    (["--input", "0", "-o", "x.mp4", "--size", "big"], "--size 'big': expected HEIGHTxWIDTH"),
+    (["--input", "0", "-o", "x.mp4", "--max-fps", "0"], "--max-fps must be positive"),
+    (["--input", "0", "-o", "x.flv"], "unknown video container .flv"),
+    (["--input", "0", "-o", "x.mp4", "--style", "missing_style.jpg"], "missing_style.jpg: no such style image"),
+    (["--input", "0", "-o", "x.mp4", "--model", "exported/", "--max-frames", "0"], "--max-frames must be at least 1"),
+])
+def test_cli_bad_options_fail_fast_with_one_line(argv, words, tmp_path, monkeypatch, capsys):
+    from infusionnet.cli.main import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["video"] + argv) == 2
+    err = capsys.readouterr().err
+    assert words in err and err.startswith("error: ") and err.count("\n") == 1
+
+
+def test_cli_refuses_to_overwrite_and_headless_display(tiny_clip, tmp_path, capsys):
+    from infusionnet.cli.main import main
+
+    existing = tmp_path / "exists.mp4"
+    existing.write_bytes(b"keep me")
+    assert main(["video", "--input", str(tiny_clip), "-o", str(existing)]) == 2
+    assert "already exists" in capsys.readouterr().err and existing.read_bytes() == b"keep me"
+    if not V.gui_available():
+        assert main(["video", "--input", str(tiny_clip), "--display"]) == 2
+        assert "opencv-python" in capsys.readouterr().err
+
+
+def test_cli_source_that_cannot_open_exits_2_and_writes_nothing(tmp_path, capsys):
+    from infusionnet.cli.main import main
+
+    bogus = tmp_path / "bogus.avi"
+    bogus.write_bytes(b"\x00" * 100)
+    out = tmp_path / "out.mp4"
+    assert main(["video", "--input", str(bogus), "-o", str(out), "--style-size", "96"]) == 2
+    assert "bogus.avi: cannot open as a video" in capsys.readouterr().err
+    assert not out.exists() and no_temp_files(tmp_path)

@@ -1,0 +1,287 @@
+"""`infusionnet video`: stylize a video file, a camera or a stream, in real time where it can."""
+import argparse
+import json
+import signal
+import sys
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+
+from infusionnet.runtime.errors import InfusionNetError
+
+DEFAULT_STYLE = "sample:hubble_deep_field"
+
+DESCRIPTION = """\
+Stylize video: capture, inference and output run in parallel, joined by bounded queues.
+
+Files are processed losslessly, every frame in order; live sources (cameras, streams, GStreamer
+pipelines, Jetson CSI cameras) drop stale frames so what you see is always the newest frame.
+The style is encoded once; with --display the keys n/p switch to the next/previous image of the
+--style folder and q or Esc quits. The output video keeps the source's frame rate and size (or
+--size), is written to a temporary file and renamed into place when the run ends for any
+reason (end of stream, Ctrl-C, a source that drops or stalls), so it is always playable. The
+input's audio is copied when ffmpeg is on PATH (said plainly when it is not).
+
+Exit status: 0 when at least one frame was stylized (even if the run was stopped by Ctrl-C or
+the source dropped mid-way: the message says so); 2 when nothing was produced (the source could
+not be opened or gave no frame, a bad option); 130 on Ctrl-C before the run starts.
+"""
+
+EPILOG = """\
+sources (--input):
+  clip.mp4                a video file (processed losslessly, in order)
+  0                       camera index (V4L2 /dev/video0); /dev/video2 works too
+  rtsp://user:pw@cam/1    a network stream (rtsp, rtmp, http(s), udp, srt) through FFmpeg
+  "v4l2src ! ... ! appsink"  a GStreamer pipeline (any string containing '!')
+  csi:0                   Jetson CSI camera: builds the nvarguscamerasrc pipeline
+                          (--capture-size/--capture-fps pick the sensor mode, --size scales in hardware)
+
+examples:
+  infusionnet video --checkpoint main.pth --style art.jpg --input clip.mp4 -o styled.mp4
+  infusionnet video --model export/ --backend tensorrt --style styles/ --input csi:0 --display --overlay
+  infusionnet video --checkpoint main.pth --style art.jpg --input 0 --size 256x448 --display
+  infusionnet video --model export/ --backend onnxruntime --style art.jpg --input rtsp://cam/1 \\
+      -o record.mp4 --stall-timeout 5 --max-fps 10
+  infusionnet video --benchmark --size 256x256           # end-to-end FPS vs the bare model
+"""
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "video", help="stylize a video file, camera or stream (real time, any backend)",
+        description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    model = parser.add_argument_group("model")
+    model.add_argument("--model", metavar="DIR",
+                       help="an export or engine directory, run by the runtime Stylizer (torch-free)")
+    model.add_argument("--backend", choices=("torch", "onnxruntime", "tensorrt"), default="onnxruntime",
+                       help="backend for --model (default: %(default)s)")
+    model.add_argument("--checkpoint", metavar="CKPT",
+                       help="without --model: run this checkpoint in PyTorch (default: untrained demo network)")
+    model.add_argument("--variant", choices=("infusionnet", "aesfa"), help="network variant for --checkpoint")
+    model.add_argument("--seed", type=int, default=0, help="seed of the untrained demo network")
+    model.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="torch device (PyTorch path)")
+    model.add_argument("--style-size", type=int, default=256, metavar="S",
+                       help="PyTorch path: styles are centre-cropped to SxS (default: %(default)s)")
+    model.add_argument("--style", default=DEFAULT_STYLE, metavar="IMG_OR_DIR",
+                       help=f"style image, or a folder of them to cycle through (default: {DEFAULT_STYLE})")
+    io = parser.add_argument_group("input and output")
+    io.add_argument("-i", "--input", metavar="SOURCE", help="file, camera index, URL, GStreamer pipeline or csi:N")
+    io.add_argument("-o", "--output", metavar="FILE", help="write the stylized video (.mp4, .avi, .mkv, .mov)")
+    io.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+    io.add_argument("--display", action="store_true", help="show frames in a window (needs OpenCV with GUI)")
+    io.add_argument("--overlay", action="store_true", help="draw FPS, latency and the style name on the frames")
+    io.add_argument("--size", metavar="HxW", help="stylize (and write) frames at this size (default: source size)")
+    io.add_argument("--capture-size", metavar="HxW", help="ask the camera for this resolution (csi: sensor mode)")
+    io.add_argument("--capture-fps", type=float, metavar="N", help="ask the camera for this frame rate")
+    io.add_argument("--max-fps", type=float, metavar="N", help="stylize at most N frames per second")
+    io.add_argument("--stall-timeout", type=float, default=10.0, metavar="S",
+                    help="give up on a source that delivers no frame for S seconds (default: %(default)s)")
+    io.add_argument("--max-frames", type=int, metavar="N", help="stop after reading N frames")
+    io.add_argument("--fourcc", metavar="CODE", help="video codec FourCC (default by container: mp4v, MJPG for .avi)")
+    io.add_argument("--no-audio", action="store_true", help="do not copy the input's audio")
+    bench = parser.add_argument_group("benchmark")
+    bench.add_argument("--benchmark", action="store_true",
+                       help="measure end-to-end pipeline FPS against the bare model on synthetic video")
+    bench.add_argument("--bench-frames", type=int, default=48, metavar="N", help="frames per measurement")
+    bench.add_argument("--bench-json", metavar="FILE", help="also write the benchmark result as JSON")
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from infusionnet.runtime import video
+
+    # Everything cheap is checked before a model loads or a camera opens.
+    size = video.parse_hw(args.size, "--size") if args.size else None
+    capture_size = video.parse_hw(args.capture_size, "--capture-size") if args.capture_size else None
+    for option, value in (("--max-fps", args.max_fps), ("--capture-fps", args.capture_fps),
+                          ("--stall-timeout", args.stall_timeout)):
+        if value is not None and not value > 0:
+            raise InfusionNetError(f"{option} must be positive, got {value:g}")
+    if args.max_frames is not None and args.max_frames < 1:
+        raise InfusionNetError(f"--max-frames must be at least 1, got {args.max_frames}")
+    styles = style_list(args.style)
+    if args.benchmark:
+        return _benchmark(args, styles, size)
+    if not args.input:
+        raise InfusionNetError("--input is required: " + video.SOURCE_HELP)
+    if not args.output and not args.display:
+        raise InfusionNetError("nothing to do: give --output FILE and/or --display")
+    if args.output:
+        if Path(args.output).exists() and not args.overwrite:
+            raise InfusionNetError(f"{args.output} already exists (pass --overwrite to replace it)")
+        video.fourcc_for(Path(args.output), args.fourcc)
+    if args.display:
+        video.check_display()
+    spec = video.parse_source(args.input)  # fail on a missing file before loading the model
+
+    stylizer = make_stylizer(args)
+    controls = video.Controls()
+    print(f"stylizing {spec.label} -> " + " and ".join(filter(None, [args.output, "window" if args.display else ""]))
+          + (f" with {len(styles)} styles ({video.DisplaySink.KEYS_HELP})" if args.display and len(styles) > 1 else "")
+          + "; Ctrl-C stops and keeps what was done", file=sys.stderr)
+    with _progress(spec, args) as sinks, _sigterm_as_interrupt():
+        try:
+            summary = video.stylize_video(
+                args.input, stylizer, styles, output=args.output, display=args.display, size=size,
+                capture_size=capture_size, capture_fps=args.capture_fps, max_fps=args.max_fps,
+                overlay=args.overlay, stall_timeout=args.stall_timeout, fourcc=args.fourcc,
+                max_frames=args.max_frames, keep_audio=not args.no_audio, controls=controls, extra_sinks=sinks)
+        except Exception as error:
+            partial = getattr(error, "summary", None)
+            if partial is not None:  # the stylizer failed mid-way: say what was kept, then the error
+                print("\n".join(partial.lines()), file=sys.stderr)
+            raise
+    print("\n".join(summary.lines()))
+    if not summary.produced:
+        reason = summary.message or summary.stop_reason
+        raise video.VideoError(f"no frame was stylized ({reason})")
+    return 0
+
+
+def style_list(arg: str):
+    """--style as video.Style entries: one image, a sample, or every image of a folder (sorted)."""
+    from infusionnet.runtime import images, samples, video
+
+    path = samples.resolve_image_arg(arg)
+    if Path(path).is_dir():
+        paths = images.list_images(path)
+        if not paths:
+            raise InfusionNetError(f"{arg}: no images in this folder")
+    else:
+        if not Path(path).exists():
+            raise InfusionNetError(f"{arg}: no such style image")
+        paths = [Path(path)]
+    # Images load when first selected, so a big folder does not slow the start.
+    return [video.Style(Path(p).stem, (lambda p=p: images.read_image(p))) for p in paths]
+
+
+def make_stylizer(args):
+    """A FrameStylizer (BGR frames in and out): the runtime Stylizer for --model, else PyTorch."""
+    from infusionnet.runtime import video
+
+    if args.model:
+        try:
+            from infusionnet.runtime.stylizer import Stylizer
+        except ImportError:
+            raise InfusionNetError("--model needs the runtime Stylizer (infusionnet.runtime.stylizer), which this "
+                                   "installation does not have; use --checkpoint to run the PyTorch model") from None
+        return video.bgr_stylizer(Stylizer(args.model, backend=args.backend))
+    return TorchFrameStylizer.from_args(args)
+
+
+class TorchFrameStylizer:
+    """The PyTorch reference path behind the FrameStylizer protocol.
+
+    ``set_style`` encodes the style and predicts its kernels once; ``stylize`` runs the content
+    encoder and decoder on a BGR frame, reflect-padded to multiples of 8 and cropped back, so
+    the output has the frame's size.
+    """
+
+    def __init__(self, model, style_size: int = 256, device: str = "cpu"):
+        import torch
+        from infusionnet.runtime import images
+
+        self.torch, self.images = torch, images
+        self.model = model.eval().to(device)
+        self.device = torch.device(device)
+        self.style_resize = images.parse_resize(f"square:{style_size}")
+        self.kernels = None
+        self._plan = None
+
+    @classmethod
+    def from_args(cls, args) -> "TorchFrameStylizer":
+        import torch
+        from infusionnet.cli.stylize import UNTRAINED_WARNING
+        from infusionnet.models import build_model, load_checkpoint, validate_style_size
+
+        if args.device == "cuda" and not torch.cuda.is_available():
+            raise InfusionNetError("--device cuda asked for, but PyTorch sees no CUDA GPU on this machine")
+        if args.checkpoint:
+            model = load_checkpoint(args.checkpoint, variant=args.variant)
+        else:
+            print(UNTRAINED_WARNING.format(seed=args.seed), file=sys.stderr)
+            model = build_model(args.variant or "infusionnet", seed=args.seed)
+        validate_style_size(model.variant, args.style_size)
+        return cls(model, args.style_size, args.device)
+
+    def set_style(self, rgb):
+        prepared, _ = self.images.prepare_image(rgb, self.style_resize)
+        with self.torch.inference_mode():
+            style = self.torch.from_numpy(self.images.normalize(prepared)).to(self.device)
+            self.kernels = self.model.style_kernels(style)
+
+    def stylize(self, frame):
+        import numpy as np
+
+        if self.kernels is None:
+            raise InfusionNetError("no style set: call set_style first")
+        height, width = frame.shape[:2]
+        if self._plan is None or self._plan.source_size != (height, width):
+            self._plan = self.images.plan_image(height, width, "keep", multiple=8, fit="pad")
+        rgb = self.images.prepare_with(np.ascontiguousarray(frame[:, :, ::-1]), self._plan)
+        with self.torch.inference_mode():
+            content = self.torch.from_numpy(self.images.normalize(rgb)).to(self.device)
+            out = self.model.decode(self.model.encode_content(content), self.kernels)[0]
+        result = self.images.restore_image(self.images.denormalize(out.float().cpu().numpy())[0], self._plan)
+        return np.ascontiguousarray(result[:, :, ::-1])
+
+
+def _benchmark(args, styles, size) -> int:
+    from infusionnet.benchmarks.video_bench import format_lines, video_benchmark
+    from infusionnet.runtime.fileio import atomic_path
+
+    stylizer = make_stylizer(args)
+    stylizer.set_style(styles[0].load())
+    result = video_benchmark(stylizer, size=size or (256, 256), frames=args.bench_frames)
+    result["model"] = args.model or args.checkpoint or f"untrained {args.variant or 'infusionnet'} (seed {args.seed})"
+    result["backend"] = args.backend if args.model else f"torch-{args.device}"
+    print("\n".join(format_lines(result)))
+    if args.bench_json:
+        from infusionnet.benchmarks.machine import describe_machine
+        result["machine"] = describe_machine()
+        with atomic_path(args.bench_json) as tmp:
+            tmp.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {args.bench_json}")
+    return 0
+
+
+@contextmanager
+def _progress(spec, args):
+    """A progress line on a terminal while frames are written: a bar for files, a counter live."""
+    if args.display or not sys.stderr.isatty():
+        yield []
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from infusionnet.runtime import video
+
+    total = None
+    if not spec.live:
+        import cv2
+        capture = cv2.VideoCapture(spec.target)
+        total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+        capture.release()
+        if args.max_frames and total:
+            total = min(total, args.max_frames)
+    columns = [TextColumn("[bold]video"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+               TextColumn("{task.description}")]
+    with Progress(*columns, transient=True) as progress:
+        task = progress.add_task("", total=total)
+        yield [video.CallbackSink(lambda frame: progress.update(task, advance=1, description=frame.style))]
+
+
+@contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM (systemd, docker stop) ends the run like Ctrl-C: the video is finalized."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
