@@ -16,6 +16,7 @@ version- or hardware-compatible flags):
 """
 import hashlib
 import json
+import platform
 from pathlib import Path
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
@@ -119,6 +120,11 @@ def read_sidecar(engine_path: PathLike) -> EngineSidecar:
         raise SidecarError(f"{path} has a malformed entry ({error!r})") from None
 
 
+def platform_tag() -> str:
+    """'Linux-x86_64', 'Linux-aarch64', 'Windows-AMD64': what a serialized engine is tied to."""
+    return f"{platform.system()}-{platform.machine()}"
+
+
 class Environment(NamedTuple):
     """What the loading machine offers, in the sidecar's terms."""
     tensorrt_version: str
@@ -182,3 +188,39 @@ def read_engine_bytes(engine_path: PathLike, sidecar: Optional[EngineSidecar] = 
                                   f"replaced or damaged); {rebuild_hint(sidecar)}")
     return data
 
+
+
+# ---------------------------------------------------------------------------------------------
+# Engine directories: one engine + sidecar per graph of an ONNX export, and an index.
+
+ENGINE_INDEX = "engines.json"
+ENGINE_INDEX_FORMAT = "infusionnet-edge/trt-engines/1"
+
+
+def write_engine_index(directory: PathLike, engines: Dict[str, str], source: str, manifest: Dict[str, Any],
+                       precision: str) -> Path:
+    """``engines.json``: role -> engine file, the ONNX export it came from and that export's
+    manifest (variant, graph kind, batch, sizes, checkpoint) so the directory stands alone."""
+    path = Path(directory) / ENGINE_INDEX
+    data = {"format": ENGINE_INDEX_FORMAT, "precision": precision, "engines": dict(engines), "source": source,
+            "manifest": manifest}
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+    return path
+
+
+def read_engine_index(directory: PathLike) -> Dict[str, Any]:
+    path = Path(directory) / ENGINE_INDEX
+    if not path.is_file():
+        raise SidecarError(f"{directory} is not an engine directory: it has no {ENGINE_INDEX} "
+                           "(build one with `infusionnet export trt --onnx EXPORT_DIR -o DIR`)")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise SidecarError(f"{path} is not readable JSON ({error})") from None
+    if not isinstance(data, dict) or data.get("format") != ENGINE_INDEX_FORMAT:
+        raise SidecarError(f"{path} is not an engine index of format {ENGINE_INDEX_FORMAT}")
+    for field in ("engines", "manifest", "precision"):
+        if field not in data:
+            raise SidecarError(f"{path} lacks {field}: rebuild with `infusionnet export trt`")
+    return data

@@ -1,0 +1,236 @@
+"""PyTorch backend: the reference every exported form is checked against, and the fallback.
+
+It runs the model's stages under the ONNX graphs' roles and tensor names, so any caller can swap
+it for the ONNX Runtime or TensorRT backend:
+
+    full     content, style            -> stylized
+    style    style                     -> the kernel tensors (AdaOctConv1_1.h.spatial, ...)
+    content  content + kernel tensors  -> stylized
+    baked    content                   -> stylized (one style's kernels, computed at construction)
+
+The stages are the export's own (``infusionnet.export.graphs.decode``, ``model.style_kernels``),
+so names and layouts cannot drift from the ONNX graphs.
+
+This module lives in the torch-free runtime package: importing it never imports torch (the
+Jetson runtime must import without it). torch is loaded when a TorchBackend is constructed,
+through importlib so the torch-import check of the runtime package still holds line by line.
+"""
+import copy
+import importlib
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .backend import Arrays, Backend, BackendError
+
+CONTENT, STYLE, STYLIZED = "content", "style", "stylized"
+
+
+def import_torch():
+    try:
+        return importlib.import_module("torch")
+    except ImportError:
+        raise BackendError("the torch backend needs PyTorch, which is not installed here: pip install .[torch] "
+                           "(or use --backend onnxruntime / tensorrt)") from None
+
+
+def role_specs(model, role: str, batch: int, content_size: Optional[Tuple[int, int]], style_size: int,
+               ) -> Tuple[List[Any], List[Any]]:
+    """(inputs, outputs) of a role as the export would write them; ``content_size`` None = dynamic."""
+    from infusionnet.export.graphs import HEIGHT, WIDTH, kernel_shapes
+    from .trt_plan import TensorSpec
+
+    height, width = content_size if content_size else (HEIGHT, WIDTH)
+    content = TensorSpec(CONTENT, (batch, 3, height, width), "float32")
+    style = TensorSpec(STYLE, (batch, 3, style_size, style_size), "float32")
+    stylized = TensorSpec(STYLIZED, (batch, 3, height, width), "float32")
+    kernels = [TensorSpec(name, shape, "float32") for name, shape in kernel_shapes(model, batch).items()]
+    table = {"full": ([content, style], [stylized]), "style": ([style], kernels),
+             "content": ([content] + kernels, [stylized]), "baked": ([content], [stylized])}
+    if role not in table:
+        raise BackendError(f"unknown graph role {role!r}: use one of {', '.join(table)}")
+    return table[role]
+
+
+class TorchBackend(Backend):
+    """``TorchBackend(model, role, inputs, outputs)`` runs ``model`` (a StyleTransferNetwork).
+
+    device: "cpu" or "cuda"; fp16 computes in half precision (inputs and host outputs stay
+    float32, like the ONNX graphs'); channels_last uses NHWC memory for the convolutions;
+    compile wraps the stage in ``torch.compile`` (backend ``compile_backend``). A baked role
+    needs ``baked_style``: the style image as a normalized float32 (1|B, 3, S, S) array.
+    The given model is never modified: conversions happen on a copy.
+    """
+
+    kind = "torch"
+
+    def __init__(self, model, role: str, inputs: Sequence[Any], outputs: Sequence[Any], device: str = "cpu",
+                 fp16: bool = False, channels_last: bool = False, compile: bool = False,
+                 compile_backend: str = "inductor", baked_style: Optional[np.ndarray] = None):
+        super().__init__(role, inputs, outputs)
+        if role not in ("full", "style", "content", "baked"):
+            raise BackendError(f"unknown graph role {role!r}: use full, style, content or baked")
+        if role == "baked" and baked_style is None:
+            raise BackendError("a baked torch graph needs the style image it was baked with (baked_style)")
+        self.model = model
+        self.device_name = device
+        self.fp16 = fp16
+        self.channels_last = channels_last
+        self.compile = compile
+        self.compile_backend = compile_backend
+        self.baked_style = baked_style
+        self.torch = import_torch()
+        if device.startswith("cuda") and not self.torch.cuda.is_available():
+            raise BackendError(f"--device {device} asked for, but PyTorch sees no CUDA GPU on this machine "
+                               "(use cpu, or install a CUDA build of torch)")
+        if device not in ("cpu",) and not device.startswith("cuda"):
+            raise BackendError(f"unknown torch device {device!r}: use cpu or cuda")
+
+    @classmethod
+    def from_graph(cls, graph, model, **options) -> "TorchBackend":
+        """Mirror a manifest ``GraphEntry``: same role and tensor specs."""
+        return cls(model, graph.role, graph.inputs, graph.outputs, **options)
+
+    @classmethod
+    def for_role(cls, model, role: str, batch: int = 1, content_size: Optional[Tuple[int, int]] = None,
+                 style_size: int = 256, **options) -> "TorchBackend":
+        inputs, outputs = role_specs(model, role, batch, content_size, style_size)
+        return cls(model, role, inputs, outputs, **options)
+
+    @property
+    def description(self) -> str:
+        extras = [x for x, on in (("fp16", self.fp16), ("channels-last", self.channels_last),
+                                  (f"compiled:{self.compile_backend}", self.compile)) if on]
+        return f"torch {self.torch.__version__} {self.device_name}" + (f" ({', '.join(extras)})" if extras else "")
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def _open(self) -> None:
+        from infusionnet.export.graphs import decode
+
+        torch = self.torch
+        self.device = torch.device(self.device_name)
+        self.dtype = torch.float16 if self.fp16 else torch.float32
+        model = self.model
+        if self.fp16 or self.channels_last or self._model_device(model) != self.device:
+            model = copy.deepcopy(model)
+        model = model.to(self.device, self.dtype).eval()
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self._model = model
+        self._decode = decode
+        self._baked = None
+        if self.role == "baked":
+            with torch.inference_mode():
+                style = np.asarray(self.baked_style, np.float32)
+                batch = self.inputs[0].shape[0]  # the content input's fixed batch
+                if style.shape[0] != batch:
+                    style = np.repeat(style[:1], batch, axis=0)
+                style = self._tensor(style)
+                self._baked = model.style_kernels(style)
+        stage = self._stage
+        self._call = torch.compile(stage, backend=self.compile_backend) if self.compile else stage
+
+    def _close(self) -> None:
+        self._model = self._call = self._baked = None
+
+    @staticmethod
+    def _model_device(model):
+        for parameter in model.parameters():
+            return parameter.device
+        return None
+
+    # -- running -----------------------------------------------------------------------------
+    def _tensor(self, value):
+        torch = self.torch
+        tensor = value if isinstance(value, torch.Tensor) else torch.from_numpy(value)
+        tensor = tensor.to(self.device, self.dtype)
+        if self.channels_last and tensor.dim() == 4:
+            tensor = tensor.contiguous(memory_format=torch.channels_last)
+        return tensor
+
+    def _stage(self, inputs: Dict[str, Any]) -> Dict[str, Any]:
+        model = self._model
+        if self.role == "style":
+            kernels = model.style_kernels(inputs[STYLE])
+            return {name: kernels[name] for name in self.output_names}
+        if self.role == "full":
+            kernels = model.style_kernels(inputs[STYLE])
+        elif self.role == "baked":
+            kernels = self._baked
+        else:
+            kernels = {name: inputs[name] for name in self.input_names if name != CONTENT}
+        return {STYLIZED: self._decode(model, inputs[CONTENT], kernels)}
+
+    def _hold(self, values: Dict[str, Any]) -> Dict[str, Any]:
+        return {name: self._tensor(value) for name, value in values.items()}
+
+    def _run(self, arrays: Arrays, to_host: bool) -> Dict[str, Any]:
+        inputs = dict(self.held)
+        inputs.update((name, self._tensor(array)) for name, array in arrays.items())
+        with self.torch.inference_mode():
+            outputs = self._call(inputs)
+            if not to_host:
+                return outputs
+            return {name: tensor.float().cpu().numpy() for name, tensor in outputs.items()}
+
+
+UNTRAINED_PREFIX = "untrained-seed-"
+
+
+def reference_model(manifest, checkpoint=None):
+    """The PyTorch network an export was made from, found through its manifest.
+
+    Untrained exports (checkpoint sha256 ``untrained-seed-N``) are rebuilt from the seed. Otherwise
+    the checkpoint is ``checkpoint`` or the file the manifest names (as given, or beside the
+    manifest), and its sha256 must match the manifest's: comparing against other weights would
+    make every accuracy number meaningless.
+    """
+    import_torch()
+    from infusionnet.models import build_model, file_sha256, load_checkpoint
+
+    recorded = manifest.data["checkpoint"]
+    sha256 = recorded["sha256"]
+    if sha256.startswith(UNTRAINED_PREFIX):
+        if checkpoint is not None:
+            raise BackendError(f"{manifest.location} was exported from an untrained network ({sha256}), not "
+                               f"from {checkpoint}: drop --checkpoint")
+        return build_model(manifest.variant, seed=int(sha256[len(UNTRAINED_PREFIX):]))
+    candidates = [Path(checkpoint)] if checkpoint is not None else []
+    if checkpoint is None and recorded.get("file"):
+        named = Path(recorded["file"])
+        candidates += [named] + ([manifest.directory / named.name] if manifest.directory else [])
+    found = next((p for p in candidates if p.is_file()), None)
+    if found is None:
+        where = f"{checkpoint} does not exist" if checkpoint is not None else \
+            f"the manifest names {recorded.get('file') or 'no file'}, which is not here"
+        raise BackendError(f"the torch backend needs the checkpoint {manifest.location} was exported from "
+                           f"(sha256 {sha256[:12]}...): {where}; pass --checkpoint CKPT")
+    actual = file_sha256(found)
+    if actual != sha256:
+        raise BackendError(f"checkpoint {found} (sha256 {actual[:12]}...) is not the one {manifest.location} was "
+                           f"exported from (sha256 {sha256[:12]}...)")
+    return load_checkpoint(found, variant=manifest.variant)
+
+
+def baked_style(manifest) -> np.ndarray:
+    """The normalized style image a baked export was made with, found through its manifest
+    (the export's --style-image argument, or the file beside the manifest) and checked by sha256."""
+    from . import images, samples
+    from .manifest import file_sha256
+
+    info = manifest.data.get("style_image") or {}
+    candidates = []
+    if info.get("argument"):
+        candidates.append(samples.resolve_image_arg(info["argument"]))
+    if info.get("file") and manifest.directory is not None:
+        candidates.append(manifest.directory / info["file"])
+    found = next((Path(p) for p in candidates if Path(p).is_file()), None)
+    if found is None:
+        raise BackendError(f"the torch backend needs the style image baked into {manifest.location} "
+                           f"({info.get('argument') or info.get('file') or 'not recorded'}), and it is not here")
+    if info.get("sha256") and file_sha256(found) != info["sha256"]:
+        raise BackendError(f"style image {found} is not the one baked into {manifest.location} (sha256 differs)")
+    rgb = images.read_image(found)
+    prepared, _ = images.prepare_image(rgb, images.parse_resize(f"square:{manifest.style_size}"))
+    return images.normalize(prepared)
