@@ -115,6 +115,15 @@ def run(args) -> int:
     spec = video.parse_source(args.input)  # fail on a missing file before loading the model
 
     stylizer = make_stylizer(args)
+    try:
+        return _stylize(args, video, stylizer, styles, spec, size, capture_size)
+    finally:
+        close = getattr(stylizer, "close", None)
+        if close:
+            close()
+
+
+def _stylize(args, video, stylizer, styles, spec, size, capture_size) -> int:
     controls = video.Controls()
     print(f"stylizing {spec.label} -> " + " and ".join(filter(None, [args.output, "window" if args.display else ""]))
           + (f" with {len(styles)} styles ({video.DisplaySink.KEYS_HELP})" if args.display and len(styles) > 1 else "")
@@ -165,7 +174,10 @@ def make_stylizer(args):
         except ImportError:
             raise InfusionNetError("--model needs the runtime Stylizer (infusionnet.runtime.stylizer), which this "
                                    "installation does not have; use --checkpoint to run the PyTorch model") from None
-        return video.bgr_stylizer(Stylizer(args.model, backend=args.backend))
+        options = {"device": args.device} if args.backend == "torch" else {}
+        # Opened here, on the thread that will run inference: CUDA contexts are per thread.
+        stylizer = Stylizer(args.model, backend=args.backend, checkpoint=args.checkpoint, **options).open()
+        return video.bgr_stylizer(stylizer)
     return TorchFrameStylizer.from_args(args)
 
 
@@ -231,8 +243,13 @@ def _benchmark(args, styles, size) -> int:
     from infusionnet.runtime.fileio import atomic_path
 
     stylizer = make_stylizer(args)
-    stylizer.set_style(styles[0].load())
-    result = video_benchmark(stylizer, size=size or (256, 256), frames=args.bench_frames)
+    try:
+        stylizer.set_style(styles[0].load())
+        result = video_benchmark(stylizer, size=size or (256, 256), frames=args.bench_frames)
+    finally:
+        close = getattr(stylizer, "close", None)
+        if close:
+            close()
     result["model"] = args.model or args.checkpoint or f"untrained {args.variant or 'infusionnet'} (seed {args.seed})"
     result["backend"] = args.backend if args.model else f"torch-{args.device}"
     print("\n".join(format_lines(result)))

@@ -238,19 +238,21 @@ def open_source(spec: SourceSpec, timeout: float = 10.0, capture_size: Optional[
 
     worker = threading.Thread(target=attempt, name="open-source", daemon=True)
     worker.start()
-    worker.join(timeout)
+    # With FFmpeg's own open timeout set, let it fire first (a little margin): it returns cleanly,
+    # whereas a thread still inside OpenCV when the process exits can abort it.
+    worker.join(timeout + (2.0 if params else 0.0))
     if worker.is_alive():
         raise SourceError(f"{spec.label}: opening timed out after {timeout:g} s (unreachable stream or busy "
                           "camera; raise --stall-timeout to wait longer)")
     capture = result.get("capture")
     if capture is None or not capture.isOpened():
-        raise SourceError(_open_failure(spec, result.get("error")))
+        raise SourceError(_open_failure(spec, result.get("error"), timeout))
     if spec.kind == "camera":
         _configure_camera(capture, capture_size, capture_fps)
     return capture
 
 
-def _open_failure(spec: SourceSpec, error) -> str:
+def _open_failure(spec: SourceSpec, error, timeout: float) -> str:
     detail = f" ({str(error).strip().splitlines()[-1]})" if error else ""
     if spec.kind == "file":
         return f"{spec.label}: cannot open as a video (unsupported format or damaged file){detail}"
@@ -259,7 +261,8 @@ def _open_failure(spec: SourceSpec, error) -> str:
         listed = ", ".join(found) if found else "none"
         return f"{spec.label}: cannot open it (no such camera, or in use by another program; video devices found: {listed}){detail}"
     if spec.kind == "url":
-        return f"{spec.label}: cannot open the stream (wrong URL, unreachable host or unsupported protocol){detail}"
+        return (f"{spec.label}: cannot open the stream (wrong URL, unreachable host, unsupported protocol, or no "
+                f"answer within {timeout:g} s){detail}")
     if spec.kind == "csi":
         return (f"{spec.label}: the nvarguscamerasrc pipeline did not start (camera connected at this "
                 f"sensor id? nvargus-daemon running? mode supported by the sensor?){detail}")
@@ -532,6 +535,11 @@ class _BGRAdapter:
 
     def set_style(self, rgb: np.ndarray) -> None:
         self.inner.set_style(rgb)
+
+    def close(self) -> None:
+        close = getattr(self.inner, "close", None)
+        if close:
+            close()
 
     def stylize(self, frame: np.ndarray) -> np.ndarray:
         if self.takes_bgr:
