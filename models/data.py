@@ -1,0 +1,181 @@
+"""Training data: (content, style) pairs from two image folders, as a deterministic stream.
+
+The authors' loader resizes every image to 512 and random-crops 256 (content from MS-COCO,
+style from WikiArt). Here the training stream is a pure function of a *draw number* k:
+
+* content image: the (k mod Nc)-th entry of a seeded permutation of the content files, the
+  permutation changing every pass (k div Nc); the style image likewise with its own permutation;
+* crop offsets: from a generator seeded with (seed, k).
+
+So a batch depends only on its step number, whatever the number of workers or processes:
+resuming at step s reads exactly the batches an uninterrupted run would have read, without
+replaying the loader, and a run on W processes sees the same samples as one process that
+accumulates W micro-batches (``DrawSampler``).
+
+Unreadable files are skipped, never fatal: the next file of the permutation takes their place,
+and each sample reports the paths it skipped so the trainer can count them.
+"""
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from infusionnet.runtime.errors import InfusionNetError
+
+RESIZE_MODES = ("short", "square")
+_CONTENT, _STYLE = 0, 1
+
+
+class DataError(InfusionNetError, ValueError):
+    """A data folder cannot be used; the message names it and the problem."""
+
+
+def list_images(folder, kind: str = "image") -> List[Path]:
+    """Image files under ``folder`` and its subfolders (sorted; hidden files skipped)."""
+    from infusionnet.runtime.images import ImageError, list_images as list_image_files
+    try:
+        return list_image_files(folder, recursive=True)
+    except ImageError as error:
+        raise DataError(f"{kind} folder: {error}") from None
+
+
+def resize_for_crop(rgb: np.ndarray, load_size: int, mode: str = "short") -> np.ndarray:
+    """Resize before cropping: ``short`` scales the shorter side to ``load_size`` keeping the
+    aspect ratio; ``square`` stretches to load_size x load_size as the authors' loader does."""
+    from infusionnet.runtime.images import resize_array
+    height, width = rgb.shape[:2]
+    if mode == "square":
+        return resize_array(rgb, load_size, load_size)
+    if mode != "short":
+        raise ValueError(f"resize mode must be one of {', '.join(RESIZE_MODES)}, not {mode!r}")
+    scale = load_size / min(height, width)
+    return resize_array(rgb, max(load_size, round(height * scale)), max(load_size, round(width * scale)))
+
+
+def random_crop(rgb: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    height, width = rgb.shape[:2]
+    top = int(rng.integers(0, height - size + 1))
+    left = int(rng.integers(0, width - size + 1))
+    return rgb[top:top + size, left:left + size]
+
+
+class PairStream(Dataset):
+    """Draw number k -> {"content": (3, crop, crop) float32, "style": ..., "skipped": [paths]}.
+
+    Images are read with ``infusionnet.runtime.images.read_image`` and normalized with its
+    ``normalize`` (ImageNet statistics), the same path as inference.
+    """
+
+    def __init__(self, content_files: Sequence[Path], style_files: Sequence[Path], crop: int = 256,
+                 load_size: int = 512, resize_mode: str = "short", seed: int = 0):
+        if not content_files or not style_files:
+            raise DataError("both the content and the style folder need at least one image")
+        if load_size < crop:
+            raise DataError(f"resize size {load_size} is smaller than the crop {crop}")
+        if resize_mode not in RESIZE_MODES:
+            raise ValueError(f"resize mode must be one of {', '.join(RESIZE_MODES)}, not {resize_mode!r}")
+        self.files = (list(map(Path, content_files)), list(map(Path, style_files)))
+        self.crop, self.load_size, self.resize_mode, self.seed = crop, load_size, resize_mode, seed
+        self._permutations: Dict[Tuple[int, int], np.ndarray] = {}
+        self._bad = set()  # per worker: files already known to be unreadable
+
+    @classmethod
+    def from_folders(cls, content_dir, style_dir, **kwargs) -> "PairStream":
+        return cls(list_images(content_dir, "content"), list_images(style_dir, "style"), **kwargs)
+
+    def __len__(self) -> int:
+        """One pass over the content images."""
+        return len(self.files[_CONTENT])
+
+    def __getitem__(self, draw: int) -> dict:
+        skipped: List[str] = []
+        content = self._image(_CONTENT, int(draw), skipped)
+        style = self._image(_STYLE, int(draw), skipped)
+        return {"content": content, "style": style, "skipped": skipped}
+
+    def permutation(self, kind: int, epoch: int) -> np.ndarray:
+        key = (kind, epoch)
+        if key not in self._permutations:
+            self._permutations.clear()  # one pass per kind is in use at a time; keep memory flat
+            rng = np.random.default_rng([self.seed, kind, epoch])
+            self._permutations[key] = rng.permutation(len(self.files[kind]))
+        return self._permutations[key]
+
+    def _image(self, kind: int, draw: int, skipped: List[str]) -> torch.Tensor:
+        from infusionnet.runtime.images import normalize, read_image
+        files = self.files[kind]
+        epoch, position = divmod(draw, len(files))
+        order = self.permutation(kind, epoch)
+        for attempt in range(len(files)):
+            path = files[order[(position + attempt) % len(files)]]
+            if path in self._bad:
+                skipped.append(str(path))
+                continue
+            try:
+                rgb = read_image(path)
+            except (InfusionNetError, OSError, ValueError):
+                self._bad.add(path)
+                skipped.append(str(path))
+                continue
+            rgb = resize_for_crop(rgb, self.load_size, self.resize_mode)
+            rng = np.random.default_rng([self.seed, 2 + kind, draw])
+            rgb = np.ascontiguousarray(random_crop(rgb, self.crop, rng))
+            array = normalize(rgb)
+            return torch.from_numpy(np.ascontiguousarray(array.reshape(3, self.crop, self.crop)))
+        kind_name = "content" if kind == _CONTENT else "style"
+        raise DataError(f"none of the {len(files)} {kind_name} images can be read "
+                        f"(first: {files[0]})")
+
+
+class DrawSampler(Sampler):
+    """Batches of draw numbers for one process, step by step from ``start_step``.
+
+    Step s covers draws [s*G, (s+1)*G) with G = batch * world_size * accumulate, cut into
+    chunks of ``batch``; micro-batch m of rank r takes chunk m*world_size + r. One process
+    accumulating W micro-batches therefore sees what W processes see in one step.
+    """
+
+    def __init__(self, batch_size: int, iterations: int, start_step: int = 0, rank: int = 0,
+                 world_size: int = 1, accumulate: int = 1):
+        self.batch_size, self.iterations, self.start_step = batch_size, iterations, start_step
+        self.rank, self.world_size, self.accumulate = rank, world_size, accumulate
+
+    def __iter__(self) -> Iterator[List[int]]:
+        per_step = self.batch_size * self.world_size * self.accumulate
+        for step in range(self.start_step, self.iterations):
+            for micro in range(self.accumulate):
+                first = step * per_step + (micro * self.world_size + self.rank) * self.batch_size
+                yield list(range(first, first + self.batch_size))
+
+    def __len__(self) -> int:
+        return max(0, self.iterations - self.start_step) * self.accumulate
+
+
+def collate_pairs(samples: List[dict]) -> dict:
+    return {"content": torch.stack([s["content"] for s in samples]),
+            "style": torch.stack([s["style"] for s in samples]),
+            "skipped": [path for s in samples for path in s["skipped"]]}
+
+
+def _worker_init(_worker_id: int) -> None:
+    # Workers decode with OpenCV; its own thread pool per worker would oversubscribe the cores.
+    import cv2
+    cv2.setNumThreads(1)
+
+
+def make_loader(dataset: PairStream, sampler: DrawSampler, workers: int = 4,
+                pin_memory: bool = False, prefetch: Optional[int] = None) -> DataLoader:
+    """A DataLoader over ``sampler``'s batches; ``workers`` = 0 reads in the main process."""
+    workers = max(0, int(workers))
+    options = {}
+    if workers:
+        # spawn, not fork: a forked worker inherits OpenCV's thread pool (and CUDA, NCCL or Gloo
+        # threads) in whatever state the parent's threads left it, and can hang on its first
+        # cv2 call. Spawned workers start clean; scripts calling this need the usual
+        # ``if __name__ == "__main__":`` guard.
+        options = {"worker_init_fn": _worker_init, "prefetch_factor": prefetch or 4,
+                   "multiprocessing_context": "spawn", "persistent_workers": False}
+    return DataLoader(dataset, batch_sampler=sampler, num_workers=workers, collate_fn=collate_pairs,
+                      pin_memory=pin_memory, **options)

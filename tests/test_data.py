@@ -1,0 +1,121 @@
+"""Training data: folder listing, resize + crop, the deterministic pair stream, skipped files."""
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from infusionnet.models.data import (DataError, DrawSampler, PairStream, collate_pairs, list_images, make_loader,
+                                     random_crop, resize_for_crop)
+from infusionnet.runtime.images import denormalize
+
+
+def write_images(folder: Path, count: int, seed: int, sizes=((40, 52), (48, 40))):
+    """Small smooth random PNG/JPEG images, some in a subfolder."""
+    rng = np.random.default_rng(seed)
+    paths = []
+    for index in range(count):
+        height, width = sizes[index % len(sizes)]
+        image = cv2.GaussianBlur((rng.random((height, width, 3)) * 255).astype(np.uint8), (5, 5), 0)
+        sub = folder / ("nested" if index % 2 else "")
+        sub.mkdir(parents=True, exist_ok=True)
+        path = sub / f"img{index}.{'png' if index % 3 else 'jpg'}"
+        cv2.imwrite(str(path), image)
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture
+def folders(tmp_path):
+    write_images(tmp_path / "content", 5, seed=0)
+    write_images(tmp_path / "style", 3, seed=1)
+    (tmp_path / "content" / "notes.txt").write_text("not an image")
+    return tmp_path / "content", tmp_path / "style"
+
+
+def test_list_images_is_recursive_and_sorted(folders):
+    content, _ = folders
+    files = list_images(content, "content")
+    assert len(files) == 5
+    assert any(p.parent.name == "nested" for p in files)
+    assert all(p.suffix in (".png", ".jpg") for p in files)
+    with pytest.raises(DataError, match="content folder"):
+        list_images(content.parent / "absent", "content")
+
+
+def test_resize_modes():
+    image = np.zeros((40, 80, 3), np.uint8)
+    assert resize_for_crop(image, 64, "short").shape == (64, 128, 3)   # aspect kept
+    assert resize_for_crop(image, 64, "square").shape == (64, 64, 3)   # the authors' Resize([512, 512])
+    with pytest.raises(ValueError):
+        resize_for_crop(image, 64, "fit")
+    crop = random_crop(np.arange(10 * 12 * 3, dtype=np.uint8).reshape(10, 12, 3), 4, np.random.default_rng(0))
+    assert crop.shape == (4, 4, 3)
+
+
+def test_stream_is_a_function_of_the_draw(folders):
+    stream = PairStream.from_folders(*folders, crop=32, load_size=36, seed=7)
+    first, again, other = stream[3], PairStream.from_folders(*folders, crop=32, load_size=36, seed=7)[3], stream[4]
+    assert first["content"].shape == first["style"].shape == (3, 32, 32)
+    assert first["content"].dtype == torch.float32
+    assert torch.equal(first["content"], again["content"]) and torch.equal(first["style"], again["style"])
+    assert not torch.equal(first["content"], other["content"])
+    # ImageNet-normalized: denormalize gives back valid pixels, not a clipped mess.
+    pixels = denormalize(first["content"].numpy())
+    assert 10 < pixels.mean() < 245
+    # Each pass over the content folder visits every image once, in a new order per pass.
+    stream_paths = []
+    for draw in range(10):
+        epoch, position = divmod(draw, 5)
+        stream_paths.append(stream.files[0][stream.permutation(0, epoch)[position]])
+    assert sorted(map(str, stream_paths[:5])) == sorted(map(str, stream.files[0]))
+    assert stream_paths[:5] != stream_paths[5:] or len(set(stream_paths)) == 5
+
+
+def test_corrupt_image_is_skipped_and_reported(folders):
+    content, style = folders
+    bad = content / "nested" / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8 this is not a JPEG")
+    (content / "empty.png").write_bytes(b"")
+    stream = PairStream.from_folders(content, style, crop=32, load_size=36)
+    skipped = set()
+    for draw in range(14):  # two passes over the 7 content files
+        sample = stream[draw]
+        assert sample["content"].shape == (3, 32, 32)
+        skipped.update(sample["skipped"])
+    assert skipped == {str(bad), str(content / "empty.png")}
+
+
+def test_no_readable_image_is_an_error(tmp_path):
+    (tmp_path / "content").mkdir()
+    (tmp_path / "content" / "a.png").write_bytes(b"junk")
+    write_images(tmp_path / "style", 1, seed=0)
+    stream = PairStream.from_folders(tmp_path / "content", tmp_path / "style", crop=32, load_size=36)
+    with pytest.raises(DataError, match="none of the 1 content images can be read"):
+        stream[0]
+
+
+def test_sampler_splits_steps_the_same_for_processes_and_accumulation():
+    ranks = [list(DrawSampler(2, 3, start_step=1, rank=r, world_size=2)) for r in range(2)]
+    accumulated = list(DrawSampler(2, 3, start_step=1, accumulate=2))
+    assert accumulated == [ranks[0][0], ranks[1][0], ranks[0][1], ranks[1][1]]
+    assert accumulated[0] == [4, 5] and accumulated[-1] == [10, 11]
+    assert len(DrawSampler(2, 3, start_step=1, accumulate=2)) == 4
+
+
+def test_loader_workers_give_the_same_batches(folders):
+    stream = PairStream.from_folders(*folders, crop=32, load_size=36)
+    sampler = DrawSampler(2, 2)
+    main = list(make_loader(stream, sampler, workers=0))
+    workers = list(make_loader(stream, sampler, workers=2))
+    assert len(main) == len(workers) == 2
+    for a, b in zip(main, workers):
+        assert torch.equal(a["content"], b["content"]) and torch.equal(a["style"], b["style"])
+    batch = collate_pairs([stream[0], stream[1]])
+    assert batch["content"].shape == (2, 3, 32, 32) and batch["skipped"] == []
+
+
+def test_stream_rejects_bad_settings(folders):
+    with pytest.raises(DataError, match="smaller than the crop"):
+        PairStream.from_folders(*folders, crop=64, load_size=32)
