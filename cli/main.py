@@ -12,7 +12,7 @@ from typing import List, Optional
 from infusionnet.runtime.errors import InfusionNetError
 
 # Modules that add subcommands, in the order `--help` lists them.
-COMMAND_MODULES = ("stylize", "video")
+COMMAND_MODULES = ("stylize", "video", "bench", "check")
 
 EPILOG = """\
 examples:
@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[2:] if argv is None else argv[1:])  # the subcommand's own words, for reports
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -1,0 +1,105 @@
+"""`infusionnet bench`: one table of backends x precisions x sizes, with files to keep."""
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+DESCRIPTION = """\
+Benchmark latency, throughput, memory and accuracy across backends, precisions and resolutions.
+
+Each size gets a reference row (the authors' test path: PyTorch eager FP32, AdaConv looped over
+the batch, the style encoded every frame); every other row shows its speed-up over it, so results
+compare across machines. Rows that cannot run here are listed as skipped with the reason.
+Writes results.json (with the machine description), results.csv, two PNG plots and report.md.
+"""
+
+EPILOG = """\
+modes:
+  cached-style  the style is encoded once, frames run only the content graph (real-time use)
+  full          style and content graphs run for every frame
+
+examples:
+  infusionnet bench -o runs/bench                                  # torch + onnxruntime, 256 and 512
+  infusionnet bench --backends onnxruntime --precisions fp32,int8 --sizes 512 --threads 2 -o runs/b
+  infusionnet bench --backends torch,tensorrt --precisions fp32,fp16 --device cuda --sizes 512,720p,1080p -o runs/gpu
+  infusionnet bench --compare benchmarks/results/cpu/results.json -o runs/again
+"""
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("bench", help="benchmark backends x precisions x sizes", description=DESCRIPTION,
+                                   epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backends", default="torch,onnxruntime,tensorrt",
+                        help="comma list of torch, onnxruntime, tensorrt (default: %(default)s)")
+    parser.add_argument("--precisions", default="fp32,fp16,int8", help="comma list (default: %(default)s)")
+    parser.add_argument("--sizes", default="256,512", help="content sizes: N, HxW, 480p, 720p, 1080p (default: %(default)s)")
+    parser.add_argument("--mode", choices=("cached-style", "full"), default="cached-style", help="see below")
+    parser.add_argument("--batch", type=int, default=1, help="frames per run (default: %(default)s)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed runs per row (default: %(default)s)")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--iters", type=int, help="timed runs per row")
+    group.add_argument("--seconds", type=float, default=3.0, help="timed seconds per row (default: %(default)s)")
+    parser.add_argument("--threads", type=int, help="CPU threads for torch and ONNX Runtime (default: library default)")
+    parser.add_argument("--style-size", type=int, default=256, help="style image size (default: %(default)s)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="device of the torch rows")
+    parser.add_argument("--checkpoint", help="checkpoint to benchmark (default: untrained network, seed 0)")
+    parser.add_argument("--variant", choices=("infusionnet", "aesfa"))
+    parser.add_argument("--no-reference", action="store_true", help="skip the reference rows (no speed-ups)")
+    parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots (no matplotlib needed)")
+    parser.add_argument("--compare", metavar="OLD_JSON", help="print the difference against an earlier results.json")
+    parser.add_argument("--keep-exports", action="store_true", help="keep the ONNX exports in OUTPUT/exports")
+    parser.add_argument("-o", "--output", required=True, metavar="DIR", help="folder for results and plots")
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from rich.console import Console
+
+    from infusionnet.benchmarks import machine, report, runner
+
+    # A wide console even when piped: the table is the point of the command.
+    console = Console(stderr=False, width=None if sys.stdout.isatty() else 160)
+    old = report.load_results(Path(args.compare)) if args.compare else None
+    if args.batch < 1:
+        raise runner.BenchError("--batch must be at least 1")
+    config = runner.BenchConfig(
+        backends=runner.parse_list(args.backends, runner.BACKENDS, "backend"),
+        precisions=runner.parse_list(args.precisions, runner.PRECISIONS, "precision"),
+        sizes=runner.parse_sizes(args.sizes), mode=args.mode, batch=args.batch, warmup=args.warmup,
+        iterations=args.iters, seconds=None if args.iters else args.seconds, threads=args.threads,
+        checkpoint=args.checkpoint, variant=args.variant, style_size=args.style_size, device=args.device,
+        reference=not args.no_reference,
+        workdir=str(Path(args.output) / "exports") if args.keep_exports else None)
+    if not args.checkpoint:
+        console.print("[yellow]warning: no --checkpoint: benchmarking an untrained network (seed 0); "
+                      "speed is representative, accuracy figures compare exported forms with PyTorch[/]")
+
+    total = len(config.sizes) * (len(runner.plan_rows(config)) + 2 * int(config.reference))
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    with Progress(TextColumn("[bold]bench"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("{task.description}"), console=Console(stderr=True),
+                  transient=not sys.stderr.isatty()) as progress:
+        task = progress.add_task("", total=total)
+
+        def step(text):
+            progress.update(task, description=text)
+            progress.advance(task)
+
+        rows = runner.run_benchmark(config, progress=step)
+
+    report.add_speedups(rows)
+    description = machine.describe_machine()
+    output = Path(args.output)
+    paths = report.write_results(output, description, config.settings(), rows)
+    plots = [] if args.no_plots else report.write_plots(output, rows)
+    command = "infusionnet bench " + " ".join(shlex.quote(a) for a in args.argv)
+    report.write_markdown(output, description, config.settings(), rows, plots, command)
+    console.print(report.results_table(rows))
+    for row in rows:
+        if row["status"] != "ok":
+            console.print(f"[yellow]{row['status']}[/] {row['backend']} {row['precision']} {row['size']}: {row['reason']}")
+    if old is not None:
+        console.print(report.compare_table(old, rows))
+    console.print(f"wrote {paths['json'].name}, {paths['csv'].name}, "
+                  f"{''.join(p.name + ', ' for p in plots)}report.md to {output}/")
+    return 0
