@@ -1,0 +1,153 @@
+"""The graphs `infusionnet export onnx` writes, as small nn.Modules over the model's stages.
+
+    full     content (B,3,H,W), style (B,3,S,S)   -> stylized (B,3,H,W)
+    style    style (B,3,S,S)                      -> 18 kernel tensors
+    content  content, the 18 kernel tensors       -> stylized
+    baked    content                              -> stylized, one style's kernels as constants
+
+Kernel tensors keep the model's own names (``AdaOctConv1_1.h.spatial`` ...): ONNX, ONNX Runtime
+and TensorRT take any string as a tensor name, and the dots never clash with the exporter's
+parameter names (those end in ``.weight``/``.bias``). The style graph's outputs and the content
+graph's inputs use the same names, so a runtime chains them by name.
+
+Every graph has a fixed batch B: AdaConv folds the batch into the groups of one convolution
+(``models.blocks.adaconv_batched``), and the number of groups is an attribute.
+"""
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+import torch
+from torch import Tensor, nn
+
+ROLES = ("full", "style", "content", "baked")
+GRAPH_KINDS = {"full": ("full",), "split": ("style", "content"), "baked": ("baked",)}
+CONTENT, STYLE, STYLIZED = "content", "style", "stylized"
+# Symbolic names of the content height and width with --dynamic-size.
+HEIGHT, WIDTH = "height", "width"
+
+
+def decode(model: nn.Module, content: Tensor, kernels: Dict[str, Tensor]) -> Tensor:
+    """The stylized image only. Calls netG directly: the batch is fixed and equal for content and
+    kernels here, and ``model.decode``'s broadcast check compares shape entries, which are
+    tensors (never equal as set members) while the legacy exporter traces."""
+    return model.netG(model.encode_content(content), kernels)[0]
+
+
+class FullGraph(nn.Module):
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, content: Tensor, style: Tensor) -> Tensor:
+        return decode(self.model, content, self.model.style_kernels(style))
+
+
+class StyleGraph(nn.Module):
+    """Style image -> the kernel tensors, in ``kernel_names`` order."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, style: Tensor) -> Tuple[Tensor, ...]:
+        return tuple(self.model.style_kernels(style).values())
+
+
+class ContentGraph(nn.Module):
+    """Content image + kernel tensors (positional, in ``kernel_names`` order) -> stylized."""
+
+    def __init__(self, model: nn.Module, names: List[str]):
+        super().__init__()
+        self.model = model
+        self.names = list(names)
+
+    def forward(self, content: Tensor, *kernels: Tensor) -> Tensor:
+        return decode(self.model, content, dict(zip(self.names, kernels)))
+
+
+class BakedGraph(nn.Module):
+    """Content image -> stylized with one style's kernels held as buffers.
+
+    The buffers are already repeated over the batch, so the exporter's constant folding turns
+    each AdaConv's reshapes into initializers: plain grouped Convs with constant weights.
+    """
+
+    def __init__(self, model: nn.Module, kernels: Dict[str, Tensor], batch: int):
+        super().__init__()
+        self.model = model
+        self.names = list(kernels)
+        for index, name in enumerate(self.names):
+            tensor = kernels[name].detach()
+            if tensor.shape[0] == 1 and batch != 1:
+                tensor = tensor.expand(batch, *tensor.shape[1:])
+            self.register_buffer(f"kernel_{index}", tensor.contiguous().clone())
+
+    def kernels(self) -> Dict[str, Tensor]:
+        return {name: getattr(self, f"kernel_{index}") for index, name in enumerate(self.names)}
+
+    def forward(self, content: Tensor) -> Tensor:
+        return decode(self.model, content, self.kernels())
+
+
+def kernel_names(model: nn.Module) -> List[str]:
+    """The kernel tensor names, in the model's order (a cheap forward on a dummy code)."""
+    return list(kernel_shapes(model, 1))
+
+
+def kernel_shapes(model: nn.Module, batch: int) -> Dict[str, Tuple[int, ...]]:
+    channels = model.style_channels
+    code = torch.zeros(batch, channels, 3, 3)
+    with torch.no_grad():
+        kernels = model.predict_kernels((code, code))
+    return {name: tuple(tensor.shape) for name, tensor in kernels.items()}
+
+
+@dataclass
+class GraphSpec:
+    """What `trace` needs for one graph: the module, example inputs and the I/O names."""
+    role: str
+    module: nn.Module
+    example_inputs: Tuple[Tensor, ...]
+    input_names: List[str]
+    output_names: List[str]
+    # name -> {axis: symbolic name}, for torch.onnx.export's dynamic_axes
+    dynamic_axes: Dict[str, Dict[int, str]] = field(default_factory=dict)
+
+    @property
+    def file_name(self) -> str:
+        return f"{self.role}.onnx"
+
+
+def build_graph_specs(model: nn.Module, graph_kind: str, batch: int, content_size: Tuple[int, int],
+                      style_size: int, dynamic_size: bool = False,
+                      baked_kernels: Optional[Dict[str, Tensor]] = None) -> List[GraphSpec]:
+    """The graphs of one export kind ("full", "split" or "baked"), ready to trace."""
+    if graph_kind not in GRAPH_KINDS:
+        raise ValueError(f"unknown graph kind {graph_kind!r}; choose from {', '.join(GRAPH_KINDS)}")
+    height, width = content_size
+    content = torch.rand(batch, 3, height, width)
+    style = torch.rand(batch, 3, style_size, style_size)
+    shapes = kernel_shapes(model, batch)
+    names = list(shapes)
+    image_axes = {2: HEIGHT, 3: WIDTH} if dynamic_size else {}
+
+    def axes(*tensor_names):
+        return {name: dict(image_axes) for name in tensor_names} if image_axes else {}
+
+    specs = []
+    for role in GRAPH_KINDS[graph_kind]:
+        if role == "full":
+            specs.append(GraphSpec(role, FullGraph(model), (content, style), [CONTENT, STYLE], [STYLIZED],
+                                   axes(CONTENT, STYLIZED)))
+        elif role == "style":
+            specs.append(GraphSpec(role, StyleGraph(model), (style,), [STYLE], names))
+        elif role == "content":
+            kernels = tuple(torch.randn(*shapes[name]) * 0.05 for name in names)
+            specs.append(GraphSpec(role, ContentGraph(model, names), (content,) + kernels, [CONTENT] + names,
+                                   [STYLIZED], axes(CONTENT, STYLIZED)))
+        else:
+            if baked_kernels is None:
+                raise ValueError("a baked graph needs the kernels of its style image")
+            specs.append(GraphSpec(role, BakedGraph(model, baked_kernels, batch), (content,), [CONTENT],
+                                   [STYLIZED], axes(CONTENT, STYLIZED)))
+    return specs
