@@ -1,0 +1,172 @@
+"""Step 3, precision: FP32 graph -> FP16 graph, or -> INT8 graph with Q/DQ nodes.
+
+FP16 (``to_fp16``): weights and compute in FP16, inputs and outputs stay FP32 (the runtime feeds
+the same buffers whatever the precision). Instance normalization, reductions, the style pooling
+MatMuls and powers/roots stay in FP32: the variance of large activations overflows FP16's 65504
+(deployment-facts.md), and the 3x3 style code is averaged over hundreds of values.
+
+INT8 (``to_int8``): ONNX Runtime's static quantizer in QDQ format, symmetric INT8 activations
+and weights, per-channel weights. This is the explicit quantization TensorRT 8.x and 10 consume,
+and the same file runs on ONNX Runtime CPU, so its accuracy is measured here. Convolutions whose
+weights are computed in the graph (AdaConv with predicted kernels) cannot be quantized offline
+and stay in float. Calibration reads feed dicts (``calibration.RoleFeed``).
+"""
+import contextlib
+import inspect
+import io
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+import onnx
+
+from .simplify import check_graph, dynamic_weight_convs, topological_sort
+from .trace import ExportError
+
+PRECISIONS = ("fp32", "fp16", "int8")
+# Kept in FP32 inside FP16 graphs.
+FP32_OPS = ("InstanceNormalization", "ReduceMean", "ReduceSum", "ReduceSumSquare", "ReduceL2",
+            "GlobalAveragePool", "MatMul", "Pow", "Sqrt", "Reciprocal")
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+# Quantized operator types. Conv carries almost all of the compute; quantizing the elementwise
+# ops (Add, LeakyRelu, Resize, Pad) between them too would save little on TensorRT, which fuses
+# them into the convolutions anyway, and adds rounding at every octave cross path.
+INT8_OPS = ("Conv",)
+
+
+def to_fp16(source: Path, target: Path) -> Path:
+    """Write the FP16 version of ``source`` to ``target`` (FP32 I/O, FP32 normalization)."""
+    from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
+
+    model = onnx.load(str(source))
+    try:
+        converted = convert_float_to_float16(model, keep_io_types=True,
+                                             op_block_list=list(DEFAULT_OP_BLOCK_LIST) + list(FP32_OPS))
+    except Exception as error:
+        raise ExportError(f"{Path(source).name}: FP16 conversion failed: {error}") from error
+    onnx.save(topological_sort(converted), str(target))
+    check_graph(target)
+    return Path(target)
+
+
+def calibration_method(name: str):
+    from onnxruntime.quantization import CalibrationMethod
+
+    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+               "percentile": CalibrationMethod.Percentile}
+    if name not in methods:
+        raise ExportError(f"unknown calibration method {name!r}; choose from {', '.join(methods)}")
+    return methods[name]
+
+
+# Calibrator settings. quantize_static cannot pass histogram sizes through, and ORT's entropy
+# default (128 bins into 128 quantized bins) leaves the KL search a single candidate, the full
+# range: "entropy" silently equals "minmax" (measured: identical scales). 2048 bins into 128 is
+# TensorRT's own entropy calibrator setting. Symmetric ranges: TensorRT's INT8 has no zero point.
+CALIBRATOR_OPTIONS = {
+    "minmax": {"symmetric": True},
+    "entropy": {"symmetric": True, "num_bins": 2048, "num_quantized_bins": 128},
+    "percentile": {"symmetric": True, "num_bins": 2048, "percentile": 99.999},
+}
+
+
+def calibrate(source: Path, reader, method: str, cache: Path) -> Path:
+    """Run ``reader``'s feeds through ``source`` and save the activation ranges to ``cache``
+    (ORT's calibration cache JSON, which ``quantize_static`` loads instead of calibrating)."""
+    from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
+
+    calibrator = create_calibrator(Path(source), list(INT8_OPS),
+                                   augmented_model_path=str(Path(cache).with_suffix(".augmented.onnx")),
+                                   calibrate_method=calibration_method(method),
+                                   providers=["CPUExecutionProvider"], extra_options=CALIBRATOR_OPTIONS[method])
+    with contextlib.redirect_stdout(io.StringIO()):  # the histogram calibrators print progress
+        calibrator.collect_data(reader)
+        ranges = calibrator.compute_data()
+    save_tensors_data(ranges, cache)
+    return Path(cache)
+
+
+def to_int8(source: Path, target: Path, reader, method: str = "minmax", pre_process: bool = False) -> Path:
+    """Write the QDQ INT8 version of ``source`` to ``target``, calibrated on ``reader``'s feeds.
+
+    ``pre_process`` runs ORT's quant_pre_process first. Off by default: on graphs already
+    simplified by onnxslim it gave the identical quantized graph and accuracy (measured on the
+    full InfusionNet graph: same 641 nodes, same PSNR), for extra time.
+    """
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    source, target = Path(source), Path(target)
+    excluded = [node.name for node in dynamic_weight_convs(onnx.load(str(source)))]
+    with tempfile.TemporaryDirectory(prefix="infusionnet-int8-") as scratch:
+        model_in = source
+        if pre_process:
+            model_in = Path(scratch) / "preprocessed.onnx"
+            _pre_process(source, model_in)
+        options = {"ActivationSymmetric": True, "WeightSymmetric": True,
+                   # Biases stay float: TensorRT's Q/DQ takes INT8 only, not ORT's INT32 bias
+                   # DequantizeLinear.
+                   "QuantizeBias": False}
+        try:
+            if "calibration_cache_path" in inspect.signature(quantize_static).parameters:
+                cache = calibrate(model_in, reader, method, Path(scratch) / "calibration.json")
+                calibration = {"calibration_data_reader": None, "calibration_cache_path": str(cache)}
+            else:  # older ORT: let quantize_static calibrate (its entropy then equals minmax)
+                options["CalibTensorRangeSymmetric"] = True
+                calibration = {"calibration_data_reader": reader}
+            # The quantizer logs a pre-processing hint we have measured and declined.
+            with _quiet_root_logger(), contextlib.redirect_stdout(io.StringIO()):
+                quantize_static(str(model_in), str(target), quant_format=QuantFormat.QDQ,
+                                op_types_to_quantize=list(INT8_OPS), per_channel=True,
+                                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                                nodes_to_exclude=excluded, calibrate_method=calibration_method(method),
+                                extra_options=options, **calibration)
+        except ExportError:
+            raise
+        except Exception as error:
+            raise ExportError(f"{source.name}: INT8 quantization failed: {str(error).splitlines()[0]}") from error
+    check_graph(target)
+    return target
+
+
+@contextlib.contextmanager
+def _quiet_root_logger():
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+def _pre_process(source: Path, target: Path) -> None:
+    """ORT's quantization pre-processing (shape inference + graph optimisation), when it works.
+
+    It can fail on graphs it does not understand; quantizing the simplified graph directly is
+    then still correct, just without the fused patterns, so fall back instead of failing.
+    """
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    try:
+        quant_pre_process(str(source), str(target), skip_symbolic_shape=False)
+    except Exception:  # pragma: no cover - depends on the ORT release
+        shutil.copyfile(str(source), str(target))
+
+
+def quantized_node_count(model: onnx.ModelProto) -> int:
+    return sum(1 for node in model.graph.node if node.op_type == "QuantizeLinear")
+
+
+def fp16_fraction(model: onnx.ModelProto) -> Optional[float]:
+    """Share of initializer elements stored in FP16 (a quick check that conversion happened)."""
+    total = half = 0
+    for init in model.graph.initializer:
+        count = 1
+        for dim in init.dims:
+            count *= dim
+        total += count
+        if init.data_type == onnx.TensorProto.FLOAT16:
+            half += count
+    return half / total if total else None
