@@ -1,0 +1,157 @@
+"""`infusionnet export`: `onnx` writes verified ONNX graphs; `check-trt` checks them for TensorRT."""
+import argparse
+
+from infusionnet.runtime.errors import InfusionNetError
+
+DESCRIPTION = """\
+Export the network to ONNX and check exported graphs for TensorRT.
+
+  onnx       full, split (style + content) or style-baked graphs in FP32, FP16 or INT8 (QDQ),
+             verified against PyTorch, with manifest.json
+  check-trt  list what a TensorRT version's ONNX parser would reject or restrict in a graph
+"""
+
+ONNX_DESCRIPTION = """\
+Export InfusionNet / AesFA to ONNX graphs in an output directory with manifest.json.
+
+graph kinds (--graph):
+  full    one graph: content (B,3,H,W) + style (B,3,S,S) -> stylized
+  split   style graph: style -> 18 kernel tensors; content graph: content + those kernels ->
+          stylized. The real-time form: encode a style once, run only the content graph per frame.
+  baked   the kernels of one --style-image folded in as constants: content -> stylized. Every
+          AdaConv is a plain grouped Conv with constant weights (any TensorRT version, INT8).
+
+The batch is fixed in the graphs (per-sample kernels are grouped convolutions over the batch);
+--dynamic-size leaves the content height and width symbolic (multiples of 8), the style size
+stays fixed. Every export is verified in ONNX Runtime against PyTorch on random and sample
+images; if a graph is off (FP32: max abs > 1e-3; FP16/INT8: PSNR below the floor) the command
+fails and writes nothing. It is also checked against TensorRT 8.2/8.5/8.6/10 parser rules.
+"""
+
+ONNX_EPILOG = """\
+examples:
+  infusionnet export onnx -o exports/demo                      # untrained demo net, split graphs
+  infusionnet export onnx --checkpoint main.pth --graph split --content-size 512x512 -o exports/split
+  infusionnet export onnx --checkpoint main.pth --graph baked --style-image sample:hubble_deep_field \\
+      --precision int8 --calibration photos/ -o exports/baked-int8
+  infusionnet export onnx --checkpoint main.pth --graph full --batch 2 --dynamic-size \\
+      --precision fp16 -o exports/full-fp16
+  infusionnet export onnx --checkpoint main.pth --opset 13 -o exports/nano   # TensorRT 8.2 (Jetson Nano)
+"""
+
+CHECK_DESCRIPTION = """\
+Check ONNX graphs against the ONNX parser rules of one TensorRT version, without TensorRT:
+unsupported operators, dynamic-weight convolutions before 8.5, reflect padding, normalization
+parameters that are not constants, INT8 Q/DQ restrictions and more, each with its source.
+Exits 1 when the version would reject a graph, 0 otherwise.
+"""
+
+CHECK_EPILOG = """\
+examples:
+  infusionnet export check-trt exports/split --trt 8.2      # will it run on a Jetson Nano?
+  infusionnet export check-trt exports/baked/baked.onnx --trt 10
+"""
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("export", help="export to ONNX; check graphs for TensorRT",
+                                   description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="export_command", metavar="FORMAT")
+    parser.set_defaults(func=lambda args: _no_subcommand(parser))
+    _register_onnx(commands)
+    _register_check(commands)
+
+
+def _no_subcommand(parser) -> int:
+    parser.print_help()
+    return 2
+
+
+def _register_onnx(commands) -> None:
+    p = commands.add_parser("onnx", help="export verified ONNX graphs (full, split, baked; fp32/fp16/int8)",
+                            description=ONNX_DESCRIPTION, epilog=ONNX_EPILOG,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory (graphs + manifest.json)")
+    p.add_argument("--checkpoint", metavar="CKPT",
+                   help="the authors' .pth or this project's .safetensors (default: untrained demo network)")
+    p.add_argument("--variant", choices=("infusionnet", "aesfa"),
+                   help="network variant (detected from the checkpoint; infusionnet without one)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the untrained demo network (default: %(default)s)")
+    p.add_argument("--graph", choices=("full", "split", "baked"), default="split",
+                   help="which graphs to write (default: %(default)s)")
+    p.add_argument("--batch", type=int, default=1, metavar="B", help="batch size, fixed in the graphs (default: 1)")
+    p.add_argument("--content-size", default="256x256", metavar="HxW",
+                   help="content height x width, multiples of 8, >= 16 (with --dynamic-size: the size "
+                        "used for tracing and verification) (default: %(default)s)")
+    p.add_argument("--style-size", type=int, default=256, metavar="S",
+                   help="square style size: infusionnet multiples of 32 (>= 96), aesfa multiples of 8 "
+                        "(>= 24) (default: %(default)s)")
+    p.add_argument("--style-image", metavar="IMG", help="style image for --graph baked: a path or sample:NAME")
+    p.add_argument("--dynamic-size", action="store_true", help="symbolic content height and width")
+    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32",
+                   help="fp16: FP16 compute with FP32 I/O and normalization; int8: QDQ (default: %(default)s)")
+    p.add_argument("--calibration", metavar="DIR", help="INT8 calibration images (default: the built-in samples)")
+    p.add_argument("--calibration-method", choices=("minmax", "entropy", "percentile"), default="minmax",
+                   help="INT8 calibration method (default: %(default)s)")
+    p.add_argument("--calibration-batches", type=int, default=16, metavar="N",
+                   help="use at most N batches of calibration images (default: %(default)s)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset, 13..20 (TensorRT 8.2 needs 13) (default: %(default)s)")
+    p.add_argument("--max-abs", type=float, default=1e-3, metavar="E",
+                   help="FP32 graphs fail verification above this max abs error (default: %(default)g)")
+    p.add_argument("--fp16-min-psnr", type=float, default=40.0, metavar="DB",
+                   help="FP16 graphs fail verification below this PSNR (default: %(default)g)")
+    p.add_argument("--int8-min-psnr", type=float, default=25.0, metavar="DB",
+                   help="INT8 graphs fail verification below this PSNR (default: %(default)g)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    p.set_defaults(func=run_onnx)
+
+
+def _register_check(commands) -> None:
+    p = commands.add_parser("check-trt", help="check ONNX graphs against a TensorRT version's parser rules",
+                            description=CHECK_DESCRIPTION, epilog=CHECK_EPILOG,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("path", metavar="DIR_OR_ONNX", help="an export directory or an .onnx file")
+    p.add_argument("--trt", required=True, metavar="VERSION", help="TensorRT version: 8.2, 8.5, 8.6, 10, 10.x")
+    p.set_defaults(func=run_check)
+
+
+def parse_content_size(text: str):
+    """'HxW' or 'N' (square) -> (H, W); InfusionNetError otherwise."""
+    parts = str(text).lower().replace(" ", "").split("x")
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        raise InfusionNetError(f"--content-size {text!r}: expected HxW (e.g. 256x256) or one number")
+    return int(parts[0]), int(parts[1])
+
+
+def config_from_args(args):
+    """The pipeline's ExportConfig from parsed arguments (validation happens in the pipeline)."""
+    from pathlib import Path
+
+    from infusionnet.export.pipeline import ExportConfig
+    from infusionnet.export.verify import Tolerances
+
+    return ExportConfig(
+        output=Path(args.output), graph=args.graph, checkpoint=args.checkpoint, variant=args.variant,
+        seed=args.seed, batch=args.batch, content_size=parse_content_size(args.content_size),
+        style_size=args.style_size, style_image=args.style_image, dynamic_size=args.dynamic_size,
+        precision=args.precision, calibration=args.calibration, calibration_method=args.calibration_method,
+        calibration_batches=args.calibration_batches, opset=args.opset, overwrite=args.overwrite,
+        tolerances=Tolerances(args.max_abs, args.fp16_min_psnr, args.int8_min_psnr))
+
+
+def run_onnx(args) -> int:
+    from infusionnet.export.pipeline import run_export
+
+    run_export(config_from_args(args))
+    return 0
+
+
+def run_check(args) -> int:
+    try:
+        from infusionnet.export.trt_compat import main_check
+    except ImportError as error:
+        raise InfusionNetError(f"check-trt is not available: the TensorRT rules checker could not be "
+                               f"loaded ({error})")
+    return main_check(args)

@@ -1,0 +1,437 @@
+"""`infusionnet export onnx` as a list of steps.
+
+    validate  -> load model -> [bake style kernels] ->
+    trace (unrolled AdaConv, static pooling) -> simplify -> precision (fp16 / int8) ->
+    verify against PyTorch -> TensorRT compatibility -> metadata + manifest
+
+Each step is a function of its own module (trace.py, simplify.py, precision.py, verify.py) with
+its own tests; this module only orders them, reports progress and owns the output directory:
+everything is built in a temporary directory that replaces ``--output`` only when every step,
+verification included, succeeded (``runtime.fileio.atomic_directory``).
+"""
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import onnx
+import torch
+
+from infusionnet.runtime import manifest as manifest_schema
+from infusionnet.runtime.errors import InfusionNetError
+from infusionnet.runtime.fileio import atomic_directory
+from infusionnet.runtime.manifest import Manifest, TensorSpec
+
+from . import calibration as calib
+from .graphs import GRAPH_KINDS, build_graph_specs
+from .precision import CALIBRATION_METHODS, PRECISIONS, to_fp16, to_int8
+from .simplify import dynamic_weight_convs, simplify
+from .trace import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, exportable, trace
+from .verify import Tolerances, TorchReference, Verification, print_table, verify
+
+UNTRAINED_WARNING = (
+    "warning: no --checkpoint given, so this exports an UNTRAINED network (fixed seed {seed}): the "
+    "graphs are structurally identical to a trained one (same operators, shapes and TensorRT "
+    "behaviour) but their outputs are meaningless. Pass --checkpoint main.pth for real weights.")
+TRT_VERSIONS = ("8.2", "8.5", "8.6", "10")
+DEFAULT_CALIBRATION_BATCHES = 16
+NORMALIZATION_SCALE = "pixel / 255, then (x - mean) / std per channel; outputs the same way back"
+
+
+class ExportConfigError(InfusionNetError):
+    """An export option is invalid; raised before any heavy work."""
+
+
+class VerificationFailed(InfusionNetError):
+    """An exported graph does not match PyTorch closely enough; the output was not written."""
+
+
+@dataclass
+class ExportConfig:
+    output: Path
+    graph: str = "split"
+    checkpoint: Optional[str] = None
+    variant: Optional[str] = None
+    seed: int = 0
+    batch: int = 1
+    content_size: Tuple[int, int] = (256, 256)
+    style_size: int = 256
+    style_image: Optional[str] = None
+    dynamic_size: bool = False
+    precision: str = "fp32"
+    calibration: Optional[str] = None
+    calibration_method: str = "minmax"
+    calibration_batches: int = DEFAULT_CALIBRATION_BATCHES
+    opset: int = DEFAULT_OPSET
+    overwrite: bool = False
+    tolerances: Tolerances = field(default_factory=Tolerances)
+    trt_versions: Tuple[str, ...] = TRT_VERSIONS
+
+
+@dataclass
+class LoadedModel:
+    model: torch.nn.Module
+    checkpoint: Dict[str, Optional[str]]  # {"file": ..., "sha256": ...}
+
+
+# -- step 0: validation (cheap, before anything heavy) -------------------------------------------
+
+def validate_config(config: ExportConfig) -> None:
+    """Raise ExportConfigError (one line) for any option that cannot work; touches no output."""
+    from infusionnet.models import VARIANTS, validate_content_size, validate_style_size
+
+    def fail(message: str):
+        raise ExportConfigError(message)
+
+    if config.graph not in GRAPH_KINDS:
+        fail(f"--graph {config.graph!r} is not one of {', '.join(GRAPH_KINDS)}")
+    if config.precision not in PRECISIONS:
+        fail(f"--precision {config.precision!r} is not one of {', '.join(PRECISIONS)}")
+    if config.calibration_method not in CALIBRATION_METHODS:
+        fail(f"--calibration-method {config.calibration_method!r} is not one of {', '.join(CALIBRATION_METHODS)}")
+    if config.variant is not None and config.variant not in VARIANTS:
+        fail(f"--variant {config.variant!r} is not one of {', '.join(VARIANTS)}")
+    if not 1 <= config.batch <= 64:
+        fail(f"--batch {config.batch} must be between 1 and 64 (it is fixed in the graph)")
+    if not MIN_OPSET <= config.opset <= MAX_OPSET:
+        fail(f"--opset {config.opset} is not supported; choose {MIN_OPSET}..{MAX_OPSET} (default {DEFAULT_OPSET})")
+    if config.calibration_batches < 1:
+        fail(f"--calibration-batches {config.calibration_batches} must be at least 1")
+    validate_content_size(*config.content_size)
+    # Without a checkpoint the variant is known now. A checkpoint's variant is known only once it
+    # is read: the size must fit one of the variants now, and is checked again after loading.
+    if config.checkpoint is None or config.variant is not None:
+        validate_style_size(config.variant or "infusionnet", config.style_size)
+    else:
+        errors = []
+        for variant in VARIANTS:
+            try:
+                validate_style_size(variant, config.style_size)
+            except InfusionNetError as error:
+                errors.append(error)
+        if len(errors) == len(VARIANTS):
+            raise errors[-1]
+    if config.graph == "baked" and not config.style_image:
+        fail("--graph baked needs --style-image IMG (or sample:NAME): its kernels are baked into the graph")
+    if config.style_image and config.graph != "baked":
+        fail(f"--style-image only applies to --graph baked (a {config.graph} graph takes the style as an input)")
+    if config.style_image:
+        _style_path(config.style_image)
+    if config.calibration is not None:
+        if config.precision != "int8":
+            fail("--calibration only applies to --precision int8")
+        if not Path(config.calibration).is_dir():
+            fail(f"--calibration {config.calibration}: no such folder")
+    if config.checkpoint is not None:
+        path = Path(config.checkpoint)
+        if not path.is_file():
+            fail(f"--checkpoint {path}: " + ("is a directory, expected a .pth or .safetensors file"
+                                              if path.is_dir() else "no such file"))
+    tolerances = config.tolerances
+    if not (tolerances.fp32_max_abs > 0 and tolerances.fp16_min_psnr > 0 and tolerances.int8_min_psnr > 0):
+        fail("verification limits must be positive")
+    output = Path(config.output)
+    if output.exists() and not output.is_dir():
+        fail(f"--output {output} exists and is not a directory")
+    if output.exists() and not config.overwrite:
+        fail(f"--output {output} already exists (pass --overwrite to replace it)")
+
+
+def _style_path(text: str) -> Path:
+    from infusionnet.runtime import samples
+
+    path = Path(samples.resolve_image_arg(text))
+    if not path.is_file():
+        raise ExportConfigError(f"--style-image {text}: no such file")
+    return path
+
+
+# -- step 1: the model ---------------------------------------------------------------------------
+
+def load_model(config: ExportConfig, warn=None) -> LoadedModel:
+    """The checkpoint's network (strict load), or a deterministic untrained one with a warning."""
+    from infusionnet.models import build_model, file_sha256, load_checkpoint, validate_style_size
+
+    if config.checkpoint:
+        model = load_checkpoint(config.checkpoint, variant=config.variant)
+        info = {"file": Path(config.checkpoint).name, "sha256": file_sha256(config.checkpoint)}
+    else:
+        (warn or _stderr)(UNTRAINED_WARNING.format(seed=config.seed))
+        model = build_model(config.variant or "infusionnet", seed=config.seed)
+        info = {"file": None, "sha256": f"untrained-seed-{config.seed}"}
+    validate_style_size(model.variant, config.style_size)
+    return LoadedModel(model.eval(), info)
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def style_tensor(text: str, size: int) -> Tuple[np.ndarray, Dict[str, str]]:
+    """A style image argument -> normalized (1, 3, size, size), resized and centre-cropped."""
+    from infusionnet.runtime import images
+    from infusionnet.runtime.manifest import file_sha256
+
+    path = _style_path(text)
+    rgb, _ = images.prepare_image(images.read_image(path), images.parse_resize(f"square:{size}"))
+    return images.normalize(rgb), {"argument": str(text), "file": path.name, "sha256": file_sha256(path)}
+
+
+# -- step 2: the graphs -------------------------------------------------------------------------
+
+def bake_kernels(model: torch.nn.Module, style: np.ndarray) -> Dict[str, torch.Tensor]:
+    """The kernels of one style image (batch 1), to be folded into a baked graph."""
+    with torch.no_grad():
+        return {name: tensor.detach().clone() for name, tensor in model.style_kernels(torch.from_numpy(style)).items()}
+
+
+def export_fp32(model: torch.nn.Module, config: ExportConfig, directory: Path,
+                baked_kernels: Optional[Dict[str, torch.Tensor]] = None, progress=None) -> Dict[str, Path]:
+    """Trace and simplify each graph of ``config.graph`` into ``directory``; role -> path."""
+    paths = {}
+    with exportable(model, config.batch):
+        specs = build_graph_specs(model, config.graph, config.batch, config.content_size, config.style_size,
+                                  config.dynamic_size, baked_kernels)
+        for spec in specs:
+            path = Path(directory) / spec.file_name
+            with _step(progress, f"trace {spec.role} graph (opset {config.opset})"):
+                trace(spec, path, config.opset)
+            with _step(progress, f"simplify {spec.role} graph (onnxslim, checker, shape inference)"):
+                simplify(path)
+            paths[spec.role] = path
+    return paths
+
+
+def apply_precision(fp32: Dict[str, Path], config: ExportConfig, directory: Path, reference: TorchReference,
+                    progress=None) -> Tuple[Dict[str, Path], Optional[dict]]:
+    """FP32 graphs -> graphs of ``config.precision`` in ``directory``; returns (paths, calibration info)."""
+    if config.precision == "fp32":
+        return fp32, None
+    out = {}
+    info = None
+    if config.precision == "int8":
+        content, style, description = calib.image_pairs(config.calibration)
+        pairs = calib.PairFeed(content, style, config.batch, config.content_size, config.style_size,
+                               limit=config.calibration_batches)
+        info = {"method": config.calibration_method, "source": description, "batches": len(pairs),
+                "batch": config.batch, "quantized_ops": ["Conv"], "float_dynamic_convs": {}}
+    for role, path in fp32.items():
+        target = Path(directory) / path.name
+        if config.precision == "fp16":
+            with _step(progress, f"convert {role} graph to FP16 (normalization and reductions in FP32)"):
+                to_fp16(path, target)
+        else:
+            reader = calib.RoleFeed(pairs, role, reference.kernels)
+            with _step(progress, f"quantize {role} graph to INT8 QDQ ({config.calibration_method}, "
+                                 f"{len(pairs)} batches of {description})"):
+                to_int8(path, target, reader, config.calibration_method)
+            info["float_dynamic_convs"][role] = len(dynamic_weight_convs(onnx.load(str(path))))
+        out[role] = target
+    return out, info
+
+
+# -- step 3: verification -----------------------------------------------------------------------
+
+def verification_feeds(config: ExportConfig) -> List[Tuple[str, calib.Feed]]:
+    """Fresh random images, the sample images, and with --dynamic-size a second content size."""
+    height, width = config.content_size
+    feeds = [(f"random {height}x{width}",
+              calib.random_pairs(config.batch, config.content_size, config.style_size, 1, seed=20240)[0])]
+    content, style, _ = calib.image_pairs(None)
+    samples = calib.PairFeed(content, style, config.batch, config.content_size, config.style_size, limit=1)
+    feeds.append((f"samples {height}x{width}", next(iter(samples))))
+    if config.dynamic_size:
+        other = second_size(config.content_size)
+        feeds.append((f"random {other[0]}x{other[1]}",
+                      calib.random_pairs(config.batch, other, config.style_size, 1, seed=20241)[0]))
+    return feeds
+
+
+def second_size(size: Tuple[int, int]) -> Tuple[int, int]:
+    """Another valid content size, different in both dimensions (checks dynamic graphs)."""
+    height, width = size
+    return height + 16, width + 8 if width > 16 else width + 24
+
+
+# -- step 4: TensorRT compatibility -------------------------------------------------------------
+
+def check_trt(directory: Path, versions=TRT_VERSIONS) -> Optional[dict]:
+    """Summary of ``export.trt_compat`` per TensorRT version, or None with a reason if unavailable."""
+    try:
+        from .trt_compat import check_trt_compat
+    except ImportError as error:
+        return {"available": False, "reason": f"TensorRT compatibility checker not available ({error})"}
+    summary = {"available": True, "versions": {}}
+    for version in versions:
+        report = check_trt_compat(directory, version)
+        data = report.summary() if hasattr(report, "summary") else dict(report)
+        summary["versions"][version] = data
+    return summary
+
+
+def trt_line(summary: Optional[dict]) -> str:
+    if not summary or not summary.get("available"):
+        return "TensorRT compatibility: not checked" + (f" ({summary['reason']})" if summary else "")
+    parts = []
+    for version, data in summary["versions"].items():
+        errors = data.get("errors", 0)
+        parts.append(f"{version}: " + ("ok" if data.get("ok") else f"{errors} error(s)"))
+    return "TensorRT compatibility: " + ", ".join(parts) + \
+        " (details: infusionnet export check-trt DIR --trt VERSION)"
+
+
+# -- step 5: manifest and metadata --------------------------------------------------------------
+
+def tensor_specs(values) -> List[TensorSpec]:
+    specs = []
+    for value in values:
+        tensor = value.type.tensor_type
+        shape = [dim.dim_param if dim.dim_param else dim.dim_value for dim in tensor.shape.dim]
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name
+        specs.append(TensorSpec(value.name, shape, dtype))
+    return specs
+
+
+def exporter_versions() -> Dict[str, str]:
+    import onnxruntime
+    import onnxslim
+
+    versions = {"torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
+                "onnxslim": onnxslim.__version__, "exporter": "torch.onnx TorchScript (dynamo=False)"}
+    try:
+        from importlib.metadata import version
+        versions["infusionnet-edge"] = version("infusionnet-edge")
+    except Exception:  # not installed as a distribution (running from a checkout)
+        pass
+    return versions
+
+
+def build_manifest(config: ExportConfig, model: torch.nn.Module, checkpoint: dict, paths: Dict[str, Path],
+                   verification: Verification, trt: Optional[dict], calibration: Optional[dict],
+                   style_image: Optional[dict]) -> Manifest:
+    from infusionnet.runtime.images import MEAN, STD
+
+    graphs = []
+    for role, path in paths.items():
+        model_proto = onnx.load(str(path), load_external_data=False)
+        graphs.append({"role": role, "file": path.name,
+                       "inputs": [t.to_dict() for t in tensor_specs(model_proto.graph.input)],
+                       "outputs": [t.to_dict() for t in tensor_specs(model_proto.graph.output)]})
+    data = {
+        "format": manifest_schema.FORMAT, "graph_kind": config.graph, "variant": model.variant,
+        "precision": config.precision, "opset": config.opset, "batch": config.batch,
+        "content_size": list(config.content_size), "dynamic_size": config.dynamic_size,
+        "style_size": config.style_size,
+        "normalization": {"mean": list(MEAN), "std": list(STD), "color": "RGB", "layout": "NCHW",
+                          "scale": NORMALIZATION_SCALE},
+        "checkpoint": checkpoint, "style_image": style_image, "exporter": exporter_versions(),
+        "graphs": graphs, "verification": verification.to_dict(), "trt_compat": trt,
+        "calibration": calibration, "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    return Manifest(data)
+
+
+def stamp_metadata(manifest: Manifest, paths: Dict[str, Path]) -> None:
+    """Write the manifest's key facts into each graph's metadata_props; then record its sha256."""
+    for role, path in paths.items():
+        model = onnx.load(str(path))
+        del model.metadata_props[:]
+        for key, value in manifest_schema.graph_metadata(manifest.data, role).items():
+            model.metadata_props.add(key=key, value=value)
+        model.producer_name = "infusionnet-edge"
+        onnx.save(model, str(path))
+        manifest.graphs[role].sha256 = manifest_schema.file_sha256(path)
+
+
+# -- the whole pipeline -------------------------------------------------------------------------
+
+@contextmanager
+def _step(progress, text: str):
+    if progress is None:
+        yield
+        return
+    with progress(text):
+        yield
+
+
+def run_export(config: ExportConfig, console=None) -> Manifest:
+    """Validate, export, verify and write ``config.output``; returns the written manifest."""
+    from rich.console import Console
+
+    console = console or Console(stderr=True, highlight=False)
+    validate_config(config)
+    loaded = load_model(config, warn=lambda text: console.print(f"[yellow]{text}[/]"))
+    model = loaded.model
+
+    @contextmanager
+    def progress(text: str):
+        start = time.perf_counter()
+        with console.status(text + " ..."):
+            yield
+        console.print(f"[green]\u2713[/] {text} [dim]({time.perf_counter() - start:.1f} s)[/]")
+
+    style_image = baked = None
+    if config.graph == "baked":
+        with progress(f"bake kernels of {config.style_image}"):
+            style, style_image = style_tensor(config.style_image, config.style_size)
+            baked = bake_kernels(model, style)
+    reference = TorchReference(model, baked)
+    output = Path(config.output)
+    created = _missing_parents(output)
+    try:
+        with atomic_directory(output, overwrite=config.overwrite) as target, \
+                tempfile.TemporaryDirectory(prefix="infusionnet-export-") as scratch:
+            fp32_dir = Path(scratch) if config.precision != "fp32" else target
+            fp32 = export_fp32(model, config, fp32_dir, baked, progress)
+            paths, calibration = apply_precision(fp32, config, target, reference, progress)
+            with progress(f"verify {', '.join(paths)} in ONNX Runtime against PyTorch"):
+                verification = verify({role: str(p) for role, p in paths.items()}, reference,
+                                      verification_feeds(config), config.precision, config.tolerances)
+            print_table(verification, console)
+            if not verification.passed:
+                failed = verification.failures()[0]
+                raise VerificationFailed(
+                    f"verification failed: {failed.graphs} on {failed.inputs}: {_describe(failed)} "
+                    f"(limit {failed.limit}); nothing was written to {output}")
+            with progress("check TensorRT compatibility (" + ", ".join(config.trt_versions) + ")"):
+                trt = check_trt(target, config.trt_versions)
+            console.print(trt_line(trt))
+            manifest = build_manifest(config, model, loaded.checkpoint, paths, verification, trt, calibration,
+                                      style_image)
+            stamp_metadata(manifest, paths)
+            manifest.save(target)
+    except BaseException:
+        _remove_empty(created)
+        raise
+    manifest = Manifest.load(output)
+    console.print(f"wrote {', '.join(g.file for g in manifest.graphs.values())} and "
+                  f"{manifest_schema.MANIFEST_NAME} to {output}/")
+    return manifest
+
+
+def _describe(check) -> str:
+    if check.is_image and check.limit.startswith("PSNR"):
+        return f"PSNR {min(check.psnr_db, check.range_psnr_db):.1f} dB"
+    return f"max abs {check.max_abs:.3g}"
+
+
+def _missing_parents(path: Path) -> List[Path]:
+    missing = []
+    parent = Path(path).absolute().parent
+    while not parent.exists():
+        missing.append(parent)
+        parent = parent.parent
+    return missing
+
+
+def _remove_empty(folders: List[Path]) -> None:
+    """Remove parent folders this run created, deepest first, if they stayed empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
