@@ -639,13 +639,6 @@ class VideoFileSink:
                     leftover.unlink()
         return self.path
 
-    def abort(self) -> None:
-        if self._writer is not None:
-            self._writer.release()
-            self._writer = None
-        if self._tmp is not None and self._tmp.exists():
-            self._tmp.unlink()
-
     def _add_audio(self, video: Path) -> Path:
         ffmpeg = shutil.which("ffmpeg")
         if not ffmpeg:
@@ -702,6 +695,7 @@ class DisplaySink:
         check_display()
         self.controls, self.title = controls, title
         self._opened = False
+        self._seen_visible = False
 
     def write(self, frame: Frame) -> None:
         if not self._opened:
@@ -718,8 +712,14 @@ class DisplaySink:
             self.controls.next_style()
         elif key in (ord("p"), ord("P")):
             self.controls.previous_style()
-        if self._opened and cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) < 1:
-            self.controls.quit.set()  # the window was closed
+        if self._opened:
+            # Closing the window quits. Backends without this property answer -1 all along, so
+            # only a window once seen visible counts as closed.
+            visible = cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) >= 1
+            if visible:
+                self._seen_visible = True
+            elif self._seen_visible:
+                self.controls.quit.set()
 
     def finalize(self):
         if self._opened:

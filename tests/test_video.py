@@ -748,3 +748,26 @@ def test_cli_with_an_onnx_export_matches_the_runtime_stylizer(tiny_clip, tmp_pat
     assert len(written) == 4
     for want, got in zip(expected, written):
         np.testing.assert_array_equal(got, want)
+
+
+def test_display_window_closed_quits_but_unsupported_property_does_not(monkeypatch):
+    monkeypatch.setattr(V, "check_display", lambda: None)
+    for name in ("namedWindow", "imshow", "destroyWindow"):
+        monkeypatch.setattr(V.cv2, name, lambda *args: None)
+    monkeypatch.setattr(V.cv2, "waitKey", lambda delay: -1)
+    frame = V.Frame(0, np.zeros((4, 4, 3), np.uint8), 0.0, 0.0)
+    answers = iter([-1.0, -1.0, -1.0])  # a backend without WND_PROP_VISIBLE
+    monkeypatch.setattr(V.cv2, "getWindowProperty", lambda *args: next(answers))
+    controls = V.Controls()
+    sink = V.DisplaySink(controls)
+    for _ in range(3):
+        sink.write(frame)
+    assert not controls.quit.is_set()
+    answers = iter([1.0, 1.0, 0.0])  # visible, then closed by the user
+    controls = V.Controls()
+    sink = V.DisplaySink(controls)
+    sink.write(frame)
+    sink.write(frame)
+    assert not controls.quit.is_set()
+    sink.write(frame)
+    assert controls.quit.is_set()
