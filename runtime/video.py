@@ -405,6 +405,7 @@ class CaptureThread(threading.Thread):
         self.capture, self.out, self.live, self.label = capture, out, live, label
         self.transform, self.max_frames, self.expected_frames = transform, max_frames, expected_frames
         self.frames_read = 0
+        self.source_size: Optional[Tuple[int, int]] = None  # (H, W) as the source delivers it
         self.read_ms: List[float] = []
         self.stop_event = threading.Event()
 
@@ -420,6 +421,8 @@ class CaptureThread(threading.Thread):
                     break
                 if self.stop_event.is_set():
                     break
+                if self.source_size is None:
+                    self.source_size = (int(image.shape[0]), int(image.shape[1]))
                 if self.transform is not None:
                     image = self.transform(image)
                 read_ms = (now - start) * 1000.0
@@ -951,6 +954,7 @@ def run_pipeline(capture, stylizer, *, live: bool, sinks: Sequence = (), styles:
         summary.capture_alive = capture_thread.is_alive()
         summary.seconds = time.perf_counter() - start
         summary.frames_in = capture_thread.frames_read
+        summary.input_size = capture_thread.source_size
         summary.frames_out = output_thread.frames_out
         summary.dropped = frames_in.dropped + frames_out.dropped
         summary.unprocessed = max(0, summary.frames_in - summary.frames_out - summary.dropped)
@@ -1000,8 +1004,6 @@ def _inference_loop(frames_in: FrameQueue, frames_out: FrameQueue, stylizer, con
         begin = time.perf_counter()
         next_start = begin + interval
         queue_ms.append((begin - item.t_read) * 1000.0)
-        if summary.input_size is None:
-            summary.input_size = tuple(item.image.shape[:2])
         result = stylizer.stylize(item.image)
         done = time.perf_counter()
         infer_ms.append((done - begin) * 1000.0)

@@ -344,7 +344,9 @@ def test_size_option_resizes_frames_and_output(tmp_path):
     summary = V.stylize_video(str(clip), Invert(), [solid_style(1)], output=str(out), size=(32, 40))
     frames, (fps, width, height) = read_video(out)
     assert (len(frames), width, height, fps) == (5, 40, 32, 12.0)
-    assert summary.input_size == (32, 40) and summary.output_size == (32, 40)
+    assert summary.input_size == (HEIGHT, WIDTH) and summary.output_size == (32, 40)
+    assert "source: " + str(clip) + " (file, 64x48 @ 12 fps)" in summary.lines()[0]
+    assert "(40x32, 5 frames)" in summary.lines()[3]
 
 
 def test_ctrl_c_mid_run_leaves_a_valid_finalized_file(tmp_path):
