@@ -98,6 +98,9 @@ def parse_source(text: str, csi_size: Tuple[int, int] = (1080, 1920), csi_fps: f
     if not text:
         raise SourceError(f"empty --input: give {SOURCE_HELP}")
     if "!" in text:
+        if not re.search(r"!\s*appsink\b[^!]*$", text):
+            raise SourceError("a GStreamer pipeline for OpenCV must end in appsink, e.g. '... ! videoconvert ! "
+                              "video/x-raw, format=BGR ! appsink drop=true max-buffers=1'")
         return SourceSpec("gstreamer", text, "GStreamer pipeline")
     match = re.fullmatch(r"csi:(\d+)", text, flags=re.IGNORECASE)
     if match:

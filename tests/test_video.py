@@ -156,7 +156,7 @@ def test_parse_source_kinds(tmp_path):
     assert (url.kind, url.live, url.target) == ("url", True, "rtsp://admin:secret@10.0.0.5:554/stream1")
     assert "secret" not in url.label and "admin:***@10.0.0.5" in url.label
     assert V.parse_source("http://host/video.mjpg").kind == "url"
-    gst = V.parse_source("videotestsrc ! videoconvert ! appsink")
+    gst = V.parse_source("videotestsrc ! videoconvert ! appsink sync=false")
     assert (gst.kind, gst.live) == ("gstreamer", True)
     csi = V.parse_source("csi:1")
     assert csi.kind == "csi" and csi.live and "sensor-id=1 " in csi.target
@@ -168,6 +168,7 @@ def test_parse_source_kinds(tmp_path):
 @pytest.mark.parametrize("text, words", [
     ("missing.mp4", ["missing.mp4", "no such file", "camera index"]),
     ("csi:left", ["csi:left", "csi:N"]),
+    ("v4l2src ! videoconvert ! autovideosink", ["must end in appsink", "drop=true max-buffers=1"]),
     ("", ["empty --input"]),
 ])
 def test_parse_source_errors(text, words):
