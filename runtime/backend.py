@@ -161,6 +161,11 @@ class Backend(object):
         self._require_open()
         return self._run(check_feeds(self.role, self.inputs, feeds, self.held, self.profile()), to_host=False)
 
+    def to_host(self, values: Mapping[str, Any]) -> Arrays:
+        """Host copies of ``run_on_device`` outputs (or of held values) of this backend."""
+        self._require_open()
+        return {name: self._to_host(value) for name, value in values.items()}
+
     def _require_open(self) -> None:
         if not self.is_open:
             raise BackendError(f"{self.kind} backend for the {self.role} graph is not open (use `with backend:`)")
@@ -175,6 +180,13 @@ class Backend(object):
     def _hold(self, values: Dict[str, Any]) -> Dict[str, Any]:
         """Convert held values to whatever ``_run`` uses; host arrays by default."""
         return values
+
+    def _to_host(self, value: Any) -> np.ndarray:
+        if isinstance(value, np.ndarray):
+            return value
+        if hasattr(value, "numpy"):  # ONNX Runtime OrtValue
+            return value.numpy()
+        raise BackendError(f"{self.kind} backend cannot copy a {type(value).__name__} to the host")
 
     def _run(self, arrays: Arrays, to_host: bool) -> Dict[str, Any]:
         raise NotImplementedError

@@ -237,6 +237,14 @@ class TensorRTBackend(Backend):
             self._drop_graph()  # addresses changed: a captured graph would use the old ones
         return values
 
+    def _to_host(self, value: Any) -> np.ndarray:
+        if not isinstance(value, DeviceTensor):
+            return super()._to_host(value)
+        host = np.empty(value.shape, np.dtype(value.dtype))
+        with self._current():
+            self._cuda.memcpy_dtoh(host, value.pointer)
+        return host
+
     def release(self) -> None:
         super().release()
         if self.is_open:

@@ -1,0 +1,212 @@
+"""Stylizer: frames in, stylized frames out, over any backend and any export.
+
+    with Stylizer("exports/split", backend="onnxruntime") as stylizer:
+        stylizer.set_style(read_image("art.jpg"))      # runs the style graph once
+        out = stylizer.stylize(frame)                   # uint8 RGB in, uint8 RGB out
+
+``model_dir`` is an ONNX export directory (manifest.json; backends onnxruntime or torch) or a
+TensorRT engine directory (engines.json and sidecars; backend tensorrt). With a split export the
+style graph runs once per ``set_style`` and its kernels stay on the device, held by the content
+graph; switching styles is another ``set_style``. A full export feeds the style image with every
+frame; a baked export has one style built in.
+
+Frames: uint8 HxWx3 (or NxHxWx3 with N = the export's batch), RGB, or BGR from OpenCV with
+``bgr=True``. A dynamic-size graph takes any size: frames are reflect-padded to multiples of 8
+and cropped back. A static graph takes its export size: other sizes are resized to it and back
+(``size_mismatch="resize"``) or refused (``"error"``).
+"""
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple
+
+import numpy as np
+
+from . import images
+from .backend import BACKENDS, Backend, BackendError
+from .engine_sidecar import ENGINE_INDEX, read_engine_index
+from .manifest import MANIFEST_NAME, Manifest
+
+CONTENT, STYLE, STYLIZED = "content", "style", "stylized"
+SIZE_MISMATCH = ("resize", "error")
+
+
+class StyleError(BackendError):
+    """A style operation the loaded export cannot do (baked style, no style set yet)."""
+
+
+def open_model_dir(model_dir) -> Tuple[str, Manifest, Dict[str, Any]]:
+    """("onnx" | "tensorrt", manifest, engine index or {}) for an export or engine directory."""
+    path = Path(model_dir)
+    if (path / MANIFEST_NAME).is_file():
+        return "onnx", Manifest.load(path), {}
+    if (path / ENGINE_INDEX).is_file():
+        index = read_engine_index(path)
+        return "tensorrt", Manifest(index["manifest"], None), index
+    if not path.exists():
+        raise BackendError(f"model directory {path} does not exist")
+    raise BackendError(f"{path} is neither an ONNX export (no {MANIFEST_NAME}) nor a TensorRT engine directory "
+                       f"(no {ENGINE_INDEX}); create one with `infusionnet export onnx` or `infusionnet export trt`")
+
+
+def make_backends(model_dir, backend: str = "onnxruntime", checkpoint=None, **options) -> Dict[str, Backend]:
+    """role -> an unopened backend for every graph of ``model_dir``.
+
+    options go to the backend: onnxruntime (provider, intra_op_threads, ...), torch (device,
+    fp16, channels_last, compile), tensorrt (device_id, zero_copy, cuda_graph).
+    """
+    if backend not in BACKENDS:
+        raise BackendError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
+    kind, manifest, index = open_model_dir(model_dir)
+    if backend == "tensorrt":
+        if kind != "tensorrt":
+            raise BackendError(f"{model_dir} is an ONNX export: build engines first with `infusionnet export trt "
+                               f"--onnx {model_dir} -o ENGINE_DIR`, then pass ENGINE_DIR")
+        from .trt_backend import TensorRTBackend
+        roles = list(index["engines"])
+        kernels_external = "style" in roles and "content" in roles
+        backends = {}
+        for role, file in index["engines"].items():
+            external = [n for n in _names(manifest, "style", "outputs")] if role == "content" and kernels_external else ()
+            backends[role] = TensorRTBackend(Path(model_dir) / file, external=external, **options)
+        return backends
+    if kind == "tensorrt":
+        source = index.get("source")
+        raise BackendError(f"{model_dir} holds TensorRT engines: use --backend tensorrt, or give the ONNX export "
+                           f"they were built from{f' ({source})' if source else ''}")
+    if backend == "onnxruntime":
+        from .ort_backend import OnnxRuntimeBackend
+        return {role: OnnxRuntimeBackend.from_graph(graph, **options) for role, graph in manifest.graphs.items()}
+    from .torch_backend import TorchBackend, reference_model, baked_style
+    model = reference_model(manifest, checkpoint)
+    backends = {}
+    for role, graph in manifest.graphs.items():
+        extra = {"baked_style": baked_style(manifest)} if role == "baked" else {}
+        backends[role] = TorchBackend.from_graph(graph, model, **dict(options, **extra))
+    return backends
+
+
+def _names(manifest: Manifest, role: str, kind: str):
+    return [t.name for t in getattr(manifest.graph(role), kind)]
+
+
+class Stylizer(object):
+    def __init__(self, model_dir, backend: str = "onnxruntime", bgr: bool = False, size_mismatch: str = "resize",
+                 checkpoint=None, **options):
+        if size_mismatch not in SIZE_MISMATCH:
+            raise BackendError(f"size_mismatch must be one of {', '.join(SIZE_MISMATCH)}, not {size_mismatch!r}")
+        self.model_dir = Path(model_dir)
+        self.kind, self.manifest, _ = open_model_dir(model_dir)
+        self.backends = make_backends(model_dir, backend, checkpoint, **options)
+        self.backend = backend
+        self.bgr = bgr
+        self.size_mismatch = size_mismatch
+        self.graph_kind = self.manifest.graph_kind
+        self.batch = self.manifest.batch
+        self.style_size = self.manifest.style_size
+        self.dynamic = self.manifest.dynamic_size
+        self.content_size = tuple(self.manifest.content_size)  # type: Tuple[int, ...]
+        role = {"split": "content", "full": "full", "baked": "baked"}[self.graph_kind]
+        self.frames = self.backends[role]
+        self.styler = self.backends.get("style")
+        self.style_set = self.graph_kind == "baked"
+        self._plans = {}  # type: Dict[Tuple[int, int], Any]
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def __enter__(self) -> "Stylizer":
+        return self.open()
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def open(self) -> "Stylizer":
+        """Start every backend (also done on first use; ``with`` or ``close()`` releases them)."""
+        try:
+            for backend in self.backends.values():
+                backend.open()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def close(self) -> None:
+        for backend in self.backends.values():
+            backend.close()
+        self.style_set = self.graph_kind == "baked"
+
+    def _ensure_open(self) -> None:
+        if not all(backend.is_open for backend in self.backends.values()):
+            self.open()
+
+    @property
+    def description(self) -> str:
+        return f"{self.graph_kind} export, {self.frames.description}"
+
+    # -- styles ------------------------------------------------------------------------------
+    def set_style(self, image: np.ndarray, bgr: Optional[bool] = None) -> None:
+        """Use ``image`` (uint8 HxWx3) as the style of every following frame."""
+        if self.graph_kind == "baked":
+            raise StyleError(f"{self.model_dir} has its style baked into the graph; export with --graph split "
+                             "(or full) to switch styles at run time")
+        self._ensure_open()
+        rgb = self._color(_check_rgb(image, "style image"), bgr)
+        prepared, _ = images.prepare_image(rgb, images.parse_resize(f"square:{self.style_size}"))
+        style = np.repeat(images.normalize(prepared), self.batch, axis=0)
+        if self.styler is not None:
+            self.frames.hold(self.styler.run_on_device({STYLE: style}))
+        else:
+            self.frames.hold({STYLE: style})
+        self.style_set = True
+
+    def style_kernels(self) -> Dict[str, np.ndarray]:
+        """The current kernels as host arrays (split exports; for inspection and tests)."""
+        if self.styler is None or not self.style_set:
+            raise StyleError("no kernels: this needs a split export and set_style first")
+        return self.styler.to_host(self.frames.held)
+
+    # -- frames ------------------------------------------------------------------------------
+    def stylize(self, frame: np.ndarray, bgr: Optional[bool] = None) -> np.ndarray:
+        """Stylize one frame (HxWx3) or a batch (NxHxWx3, N = the export's batch); same shape out."""
+        self._ensure_open()
+        if not self.style_set:
+            raise StyleError("call set_style(image) before stylize: this export takes its style at run time")
+        frame = _check_rgb(frame, "frame", allow_batch=True)
+        single = frame.ndim == 3
+        count = 1 if single else frame.shape[0]
+        if count != self.batch:
+            raise images.ImageError(f"this export has batch {self.batch}: pass {self.batch} frames as an "
+                                    f"NxHxWx3 array, not {count}")
+        rgb = self._color(frame, bgr)
+        prepared, restore = self._prepare(rgb)
+        out = self.frames.run({CONTENT: images.normalize(prepared)})[STYLIZED]
+        result = restore(images.denormalize(out))
+        result = self._color(result, bgr)
+        return np.ascontiguousarray(result[0] if single else result)
+
+    def _prepare(self, rgb: np.ndarray):
+        height, width = rgb.shape[-3:-1]
+        if self.dynamic:
+            plan = self._plans.get((height, width))
+            if plan is None:
+                plan = self._plans[(height, width)] = images.plan_image(height, width, "keep", multiple=8, fit="pad")
+            return images.prepare_with(rgb, plan), lambda out: images.restore_image(out, plan)
+        target = tuple(self.content_size)
+        if (height, width) == target:
+            return rgb, lambda out: out
+        if self.size_mismatch == "error":
+            raise images.ImageError(f"frame is {height}x{width} but {self.model_dir} was exported for "
+                                    f"{target[0]}x{target[1]} (static size): resize frames, use "
+                                    "size_mismatch='resize' (--resize), or re-export with --dynamic-size")
+        return images.resize_array(rgb, *target), lambda out: images.resize_array(out, height, width)
+
+    def _color(self, rgb: np.ndarray, bgr: Optional[bool]) -> np.ndarray:
+        return rgb[..., ::-1] if (self.bgr if bgr is None else bgr) else rgb
+
+
+def _check_rgb(image: Any, what: str, allow_batch: bool = False) -> np.ndarray:
+    image = np.asarray(image)
+    ok_rank = image.ndim == 3 or (allow_batch and image.ndim == 4)
+    if image.dtype != np.uint8 or not ok_rank or image.shape[-1] != 3:
+        shape = "HxWx3 or NxHxWx3" if allow_batch else "HxWx3"
+        raise images.ImageError(f"{what} must be uint8 {shape} (RGB, or BGR with bgr=True), "
+                                f"got {image.dtype} {image.shape}")
+    return image
+
