@@ -15,6 +15,16 @@ from infusionnet.models.losses import (CONTENT_TAP, DEFAULT_LOSS_WEIGHTS, LossWe
 from infusionnet.models.training import TrainingNetwork
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: on a shared 2-core machine, two OpenMP threads spin-wait for each
+    other and these small convolutions cost several times more CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 # ------------------------------------------------------------------------------------- VGG
 
 def adain_state(seed=0, full=True):
