@@ -167,14 +167,14 @@ def save_checkpoint(model: StyleTransferNetwork, path: PathLike, extra: Optional
     from safetensors.torch import save_file
     path = Path(path)
     if path.suffix != ".safetensors":
-        path = path.with_suffix(".safetensors")
+        path = path.with_name(path.name + ".safetensors")  # "model.v2" -> "model.v2.safetensors"
     config = dict(model.config, format=PROJECT_FORMAT, **(extra or {}))
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"infusionnet_config": json.dumps(config)})
-    with atomic_path(path.with_suffix(".json")) as tmp:
-        tmp.write_text(json.dumps(config, indent=2) + "\n")
+    # Both files are written first and renamed only when both succeeded, so the weights and the
+    # config beside them never come from different saves.
+    with atomic_path(path) as weights_tmp, atomic_path(path.with_suffix(".json")) as config_tmp:
+        save_file(tensors, str(weights_tmp), metadata={"infusionnet_config": json.dumps(config)})
+        config_tmp.write_text(json.dumps(config, indent=2) + "\n")
     return path
 
 
