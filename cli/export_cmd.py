@@ -9,6 +9,7 @@ Export the network to ONNX and check exported graphs for TensorRT.
   onnx       full, split (style + content) or style-baked graphs in FP32, FP16 or INT8 (QDQ),
              verified against PyTorch, with manifest.json
   check-trt  list what a TensorRT version's ONNX parser would reject or restrict in a graph
+  trt        build TensorRT engines from an export directory (on the target machine)
 """
 
 ONNX_DESCRIPTION = """\
@@ -60,6 +61,8 @@ def register(subparsers) -> None:
     parser.set_defaults(func=lambda args: _no_subcommand(parser))
     _register_onnx(commands)
     _register_check(commands)
+    from infusionnet.cli import trt_cmd  # `export trt` (TensorRT engines) is defined there
+    trt_cmd.add_parser(commands)
 
 
 def _no_subcommand(parser) -> int:
