@@ -12,7 +12,9 @@ UNTRAINED_WARNING = (
     "authors' AesFA release (main.pth, --checkpoint main.pth) or train your own with `infusionnet train`.")
 
 DESCRIPTION = """\
-Stylize content images with style images using the PyTorch model (the reference path).
+Stylize content images with style images: the PyTorch model (the reference path), or with
+--model an ONNX export or TensorRT engine directory run by --backend onnxruntime / tensorrt /
+torch (the deployed path: the export fixes the style size, and static exports their content size).
 
 Every content image is stylized with every style image; each style is encoded once. Outputs are
 named CONTENT__STYLE.png in --output (CONTENT__STYLE+STYLE_LOW.png with --style-low), written
@@ -32,6 +34,8 @@ examples:
   infusionnet stylize --checkpoint main.pth --content a.jpg --style s1.jpg s2.jpg --grid -o out/
   infusionnet stylize --checkpoint main.pth --content a.jpg --style s1.jpg --style-low s2.jpg \\
       --frequencies -o out/                                   # style mixing + frequency images
+  infusionnet stylize --model exports/split --content photos/ --style art.jpg -o out/   # ONNX Runtime
+  infusionnet stylize --model engines/split-fp16 --backend tensorrt --style art.jpg -o out/
 """
 
 
@@ -62,6 +66,11 @@ def register(subparsers) -> None:
                         help="network variant (detected from the checkpoint; default infusionnet without one)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the untrained demo network")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="torch device")
+    parser.add_argument("--model", metavar="DIR",
+                        help="an ONNX export (manifest.json) or TensorRT engine directory (engines.json) to run "
+                             "instead of the PyTorch model")
+    parser.add_argument("--backend", choices=("torch", "onnxruntime", "tensorrt"),
+                        help="what runs --model (default: onnxruntime; without --model only torch)")
     parser.set_defaults(func=run)
 
 
@@ -73,6 +82,8 @@ def run(args) -> int:
     content_paths = _content_paths(args.content, samples, images)
     style_paths = [samples.resolve_image_arg(s) for s in args.style]
     style_low_path = samples.resolve_image_arg(args.style_low) if args.style_low else None
+    if args.model or args.backend not in (None, "torch"):
+        return _run_model(args, resize, content_paths, style_paths)
 
     import torch
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -119,6 +130,48 @@ def run(args) -> int:
                     images.write_image(output / f"{name}_grid.png", grid)
                 written += 1
                 progress.advance(task)
+    print(f"wrote {written} stylized image{'s' if written != 1 else ''} to {output}/")
+    return 0
+
+
+def _run_model(args, resize, content_paths, style_paths) -> int:
+    """Stylize through the runtime Stylizer: an export or engine directory on any backend."""
+    from infusionnet.runtime import images
+    from infusionnet.runtime.stylizer import Stylizer
+
+    if not args.model:
+        raise InfusionNetError(f"--backend {args.backend} needs --model DIR (an ONNX export or TensorRT engine "
+                               "directory; make one with `infusionnet export onnx`)")
+    for flag, value in (("--style-low", args.style_low), ("--frequencies", args.frequencies),
+                        ("--checkpoint", args.checkpoint if args.backend != "torch" else None)):
+        if value:
+            raise InfusionNetError(f"{flag} is not available with --model: the exported graphs output only the "
+                                   "stylized image from one style (use the PyTorch path without --model)")
+    backend = args.backend or "onnxruntime"
+    options = {"device": args.device} if backend == "torch" else {}
+    output = Path(args.output)
+    written = 0
+    with Stylizer(args.model, backend=backend, checkpoint=args.checkpoint, **options) as stylizer:
+        print(f"running {stylizer.description}", file=sys.stderr)
+        contents = [(path, resize.apply(images.read_image(path))) for path in content_paths]
+        baked = stylizer.graph_kind == "baked"
+        if baked:  # one style, built into the graph: name outputs after it, ignore --style
+            baked_file = (stylizer.manifest.data.get("style_image") or {}).get("file") or "baked"
+            print(f"note: {args.model} has its style baked in ({baked_file}); --style is not used", file=sys.stderr)
+            style_paths = [Path(baked_file)]
+        for style_path in style_paths:
+            style_rgb = None if baked else images.read_image(style_path)
+            if not baked:
+                stylizer.set_style(style_rgb)
+            for content_path, content_rgb in contents:
+                out = stylizer.stylize(content_rgb)
+                name = _output_stem(content_path, style_path, None)
+                images.write_image(output / f"{name}.png", out)
+                if args.grid:
+                    panels = [(content_rgb, "content")] + ([] if baked else [(style_rgb, "style")]) + [(out, "stylized")]
+                    grid = images.make_grid([p for p, _ in panels], labels=[label for _, label in panels])
+                    images.write_image(output / f"{name}_grid.png", grid)
+                written += 1
     print(f"wrote {written} stylized image{'s' if written != 1 else ''} to {output}/")
     return 0
 
