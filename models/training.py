@@ -313,7 +313,9 @@ class Trainer:
             torch.backends.cudnn.benchmark = True  # fixed crop size: let cuDNN pick the fastest kernels
         seed_everything(config.seed)
 
-        self.model = self._initial_model().to(self.device).train()
+        # A resumed run takes its weights from the checkpoint: --init only seeds new runs.
+        initial = build_model(config.variant, seed=config.seed) if resume is not None else self._initial_model()
+        self.model = initial.to(self.device).train()
         vgg = vgg if vgg is not None else (
             random_vgg(config.vgg_seed, config.vgg_taps) if config.vgg is None else load_vgg(config.vgg, config.vgg_taps))
         self.loss = StyleTransferLoss(vgg.to(self.device), config.loss_weights(), config.negatives)
@@ -581,6 +583,11 @@ class Trainer:
             self.scaler.load_state_dict(state["scaler"])
         self.step = int(state["step"])
         self.skipped_files = set(state.get("skipped_files", []))
+        stored_world = int(state["config"].get("world_size", 1))
+        if stored_world != self.ctx.world_size and self.ctx.is_main:
+            print(f"warning: {path} was written by {stored_world} process(es), this run has "
+                  f"{self.ctx.world_size}: the global batch and data split change, so the resumed steps "
+                  "will not reproduce the original run", file=sys.stderr)
         set_rng_state(state["rng"])
 
     # ---------------------------------------------------------------------------- samples
