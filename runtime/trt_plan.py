@@ -33,7 +33,10 @@ class PlanError(InfusionNetError):
 
 
 class TensorSpec(NamedTuple):
-    """One graph input or output, as the manifest and the engine sidecars describe it."""
+    """One graph input or output, as the engine sidecars store it.
+
+    An immutable, comparable mirror of ``manifest.TensorSpec`` (whose shape is a list): every
+    function here only reads ``name``, ``shape`` and ``dtype``, so either kind may be passed."""
     name: str
     shape: Tuple[Dim, ...]
     dtype: str
