@@ -116,8 +116,9 @@ class CudaGraphs(object):
 class TensorRTBackend(Backend):
     """``TensorRTBackend(engine_path)``: the engine's sidecar supplies role and tensor specs.
 
-    external: input names that will be held from another engine's ``run_on_device`` outputs
-    (the content engine's kernels), so no buffer is allocated for them here.
+    external: input names that will normally be held from another engine's ``run_on_device``
+    outputs (the content engine's kernels): no buffer is allocated for them up front (one is,
+    should a host array be held instead).
     """
 
     kind = "tensorrt"
@@ -195,20 +196,23 @@ class TensorRTBackend(Backend):
                                       f"(engine: {sorted(found)}); {rebuild_hint(self.sidecar)}")
 
     def _allocate(self, plan: BufferPlan) -> None:
-        cuda = self._cuda
         self.plan = plan
         self._host, self._device, self._own = {}, {}, {}
         for buffer in plan.buffers:
-            count = max(1, buffer.nbytes // np.dtype(buffer.dtype).itemsize)
-            if self.zero_copy:
-                host = cuda.pagelocked_empty(count, np.dtype(buffer.dtype), mem_flags=cuda.host_alloc_flags.DEVICEMAP)
-                pointer = int(host.base.get_device_pointer())
-            else:
-                host = cuda.pagelocked_empty(count, np.dtype(buffer.dtype))
-                self._own[buffer.name] = cuda.mem_alloc(max(1, buffer.nbytes))
-                pointer = int(self._own[buffer.name])
-            self._host[buffer.name], self._device[buffer.name] = host, pointer
-            self._context.set_tensor_address(buffer.name, pointer)
+            self._allocate_one(buffer.name, max(1, buffer.nbytes // np.dtype(buffer.dtype).itemsize), buffer.dtype)
+
+    def _allocate_one(self, name: str, count: int, dtype: str) -> None:
+        """A page-locked host buffer and its device twin (or, zero copy, its mapped address)."""
+        cuda = self._cuda
+        if self.zero_copy:
+            host = cuda.pagelocked_empty(count, np.dtype(dtype), mem_flags=cuda.host_alloc_flags.DEVICEMAP)
+            pointer = int(host.base.get_device_pointer())
+        else:
+            host = cuda.pagelocked_empty(count, np.dtype(dtype))
+            self._own[name] = cuda.mem_alloc(max(1, host.nbytes))
+            pointer = int(self._own[name])
+        self._host[name], self._device[name] = host, pointer
+        self._context.set_tensor_address(name, pointer)
 
     def _close(self) -> None:
         with self._current():
@@ -226,14 +230,13 @@ class TensorRTBackend(Backend):
                 if isinstance(value, DeviceTensor):
                     self._context.set_tensor_address(name, value.pointer)
                     self._set_shape(name, value.shape)
-                elif name in self._device:
+                else:
+                    if name not in self._device:  # planned as external, given as a host array after all
+                        self._allocate_one(name, value.size, value.dtype.name)
                     self._set_shape(name, value.shape)
                     self._upload(name, value)
                     self._stream.synchronize()
                     self._context.set_tensor_address(name, self._device[name])
-                else:
-                    raise BackendError(f"{name!r} is external to this engine: hold it with another engine's "
-                                       "run_on_device output, not a host array")
             self._drop_graph()  # addresses changed: a captured graph would use the old ones
         return values
 
