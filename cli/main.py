@@ -12,7 +12,7 @@ from typing import List, Optional
 from infusionnet.runtime.errors import InfusionNetError
 
 # Modules that add subcommands, in the order `--help` lists them.
-COMMAND_MODULES = ("stylize", "video", "bench", "check", "train")
+COMMAND_MODULES = ("stylize", "video", "bench", "check", "train", "export_cmd")
 
 EPILOG = """\
 examples:
