@@ -189,3 +189,40 @@ def test_check_passes_on_tensorrt_fp16(engines, tmp_path):
     assert main(["check", str(output), "--backend", "tensorrt", "--json", str(tmp_path / "c.json")]) == 0
     report = json.loads((tmp_path / "c.json").read_text())
     assert {row["size"] for row in report["rows"]} == {"32x32", "16x16", "64x64"}  # profile opt, min, max
+
+
+def _fake_engine_dir(tmp_path):
+    """An engine directory as `export trt` writes it, with placeholder engine bytes."""
+    import hashlib
+
+    from runtime_exports import export
+    from infusionnet.runtime.engine_sidecar import EngineSidecar, write_engine_index, write_sidecar
+
+    source = export("split", dynamic=True)
+    manifest = Manifest.load(source)
+    directory = tmp_path / "engines"
+    directory.mkdir()
+    builds = plan_builds(manifest, BuildOptions("fp16"))
+    for build in builds:
+        engine = directory / f"{build.role}.engine"
+        engine.write_bytes(build.role.encode() * 100)
+        write_sidecar(engine, EngineSidecar(
+            engine.name, engine.stat().st_size, hashlib.sha256(engine.read_bytes()).hexdigest(), build.role, "fp16",
+            "10.3.0.26", "NVIDIA H100", "9.0", "Linux-x86_64", build.inputs, build.outputs, (build.profile,),
+            str(build.onnx), "0" * 64, "2025-01-01T00:00:00+00:00", 1.0, "infusionnet export trt ...", {}))
+    write_engine_index(directory, {b.role: f"{b.role}.engine" for b in builds}, str(source), manifest.data, "fp16")
+    return directory
+
+
+@pytest.mark.skipif(_has_tensorrt(), reason="TensorRT is installed here")
+def test_engine_directory_without_tensorrt(tmp_path, capsys):
+    from infusionnet.cli.main import main
+    from infusionnet.runtime.stylizer import Stylizer
+
+    engines = _fake_engine_dir(tmp_path)
+    stylizer = Stylizer(engines, backend="tensorrt")  # sidecars and index read without TensorRT
+    assert stylizer.graph_kind == "split" and stylizer.backends["content"].external
+    assert main(["check", str(engines), "--backend", "tensorrt", "--json", str(tmp_path / "c.json")]) == 2
+    assert "TensorRT is not installed" in capsys.readouterr().err
+    assert main(["check", str(engines), "--json", str(tmp_path / "c.json")]) == 2
+    assert "holds TensorRT engines: use --backend tensorrt" in capsys.readouterr().err
