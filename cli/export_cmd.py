@@ -55,7 +55,7 @@ examples:
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("export", help="export to ONNX; check graphs for TensorRT",
+    parser = subparsers.add_parser("export", help="export to ONNX and TensorRT; check graphs for TensorRT",
                                    description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="export_command", metavar="FORMAT")
     parser.set_defaults(func=lambda args: _no_subcommand(parser))

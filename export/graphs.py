@@ -112,6 +112,10 @@ class GraphSpec:
     output_names: List[str]
     # name -> {axis: symbolic name}, for torch.onnx.export's dynamic_axes
     dynamic_axes: Dict[str, Dict[int, str]] = field(default_factory=dict)
+    # name -> the output's shape (ints, or the symbolic names of dynamic axes). The exporter
+    # sometimes leaves a fixed dimension symbolic (the batch of a reshaped output); trace()
+    # writes these onto the graph outputs.
+    output_shapes: Dict[str, List] = field(default_factory=dict)
 
     @property
     def file_name(self) -> str:
@@ -134,20 +138,24 @@ def build_graph_specs(model: nn.Module, graph_kind: str, batch: int, content_siz
     def axes(*tensor_names):
         return {name: dict(image_axes) for name in tensor_names} if image_axes else {}
 
+    image_shape = [batch, 3, image_axes.get(2, height), image_axes.get(3, width)]
+    stylized = {STYLIZED: image_shape}
+
     specs = []
     for role in GRAPH_KINDS[graph_kind]:
         if role == "full":
             specs.append(GraphSpec(role, FullGraph(model), (content, style), [CONTENT, STYLE], [STYLIZED],
-                                   axes(CONTENT, STYLIZED)))
+                                   axes(CONTENT, STYLIZED), stylized))
         elif role == "style":
-            specs.append(GraphSpec(role, StyleGraph(model), (style,), [STYLE], names))
+            specs.append(GraphSpec(role, StyleGraph(model), (style,), [STYLE], names,
+                                   output_shapes={name: list(shape) for name, shape in shapes.items()}))
         elif role == "content":
             kernels = tuple(torch.randn(*shapes[name]) * 0.05 for name in names)
             specs.append(GraphSpec(role, ContentGraph(model, names), (content,) + kernels, [CONTENT] + names,
-                                   [STYLIZED], axes(CONTENT, STYLIZED)))
+                                   [STYLIZED], axes(CONTENT, STYLIZED), stylized))
         else:
             if baked_kernels is None:
                 raise ValueError("a baked graph needs the kernels of its style image")
             specs.append(GraphSpec(role, BakedGraph(model, baked_kernels, batch), (content,), [CONTENT],
-                                   [STYLIZED], axes(CONTENT, STYLIZED)))
+                                   [STYLIZED], axes(CONTENT, STYLIZED), stylized))
     return specs

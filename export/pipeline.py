@@ -254,7 +254,7 @@ def verification_feeds(config: ExportConfig) -> List[Tuple[str, calib.Feed]]:
 def second_size(size: Tuple[int, int]) -> Tuple[int, int]:
     """Another valid content size, different in both dimensions (checks dynamic graphs)."""
     height, width = size
-    return height + 16, width + 8 if width > 16 else width + 24
+    return height + 16, width + 8
 
 
 # -- step 4: TensorRT compatibility -------------------------------------------------------------
@@ -364,7 +364,8 @@ def run_export(config: ExportConfig, console=None) -> Manifest:
 
     console = console or Console(stderr=True, highlight=False)
     validate_config(config)
-    loaded = load_model(config, warn=lambda text: console.print(f"[yellow]{text}[/]"))
+    # soft_wrap: long lines (paths, the warning) are left to the terminal, never hard-wrapped.
+    loaded = load_model(config, warn=lambda text: console.print(text, style="yellow", soft_wrap=True, markup=False))
     model = loaded.model
 
     @contextmanager
@@ -372,7 +373,7 @@ def run_export(config: ExportConfig, console=None) -> Manifest:
         start = time.perf_counter()
         with console.status(text + " ..."):
             yield
-        console.print(f"[green]\u2713[/] {text} [dim]({time.perf_counter() - start:.1f} s)[/]")
+        console.print(f"[green]\u2713[/] {text} [dim]({time.perf_counter() - start:.1f} s)[/]", soft_wrap=True)
 
     style_image = baked = None
     if config.graph == "baked":
@@ -399,7 +400,7 @@ def run_export(config: ExportConfig, console=None) -> Manifest:
                     f"(limit {failed.limit}); nothing was written to {output}")
             with progress("check TensorRT compatibility (" + ", ".join(config.trt_versions) + ")"):
                 trt = check_trt(target, config.trt_versions)
-            console.print(trt_line(trt))
+            console.print(trt_line(trt), soft_wrap=True)
             manifest = build_manifest(config, model, loaded.checkpoint, paths, verification, trt, calibration,
                                       style_image)
             stamp_metadata(manifest, paths)
@@ -409,7 +410,7 @@ def run_export(config: ExportConfig, console=None) -> Manifest:
         raise
     manifest = Manifest.load(output)
     console.print(f"wrote {', '.join(g.file for g in manifest.graphs.values())} and "
-                  f"{manifest_schema.MANIFEST_NAME} to {output}/")
+                  f"{manifest_schema.MANIFEST_NAME} to {output}/", soft_wrap=True, markup=False)
     return manifest
 
 

@@ -63,11 +63,13 @@ def calibration_method(name: str):
 
 # Calibrator settings. quantize_static cannot pass histogram sizes through, and ORT's entropy
 # default (128 bins into 128 quantized bins) leaves the KL search a single candidate, the full
-# range: "entropy" silently equals "minmax" (measured: identical scales). 2048 bins into 128 is
-# TensorRT's own entropy calibrator setting. Symmetric ranges: TensorRT's INT8 has no zero point.
+# range: "entropy" silently equals "minmax" (measured: identical scales). TensorRT uses 2048 bins,
+# but ORT's KL search is pure Python, ~0.5 s per tensor at 2048 bins (a minute per graph); 512
+# bins give 193 candidate thresholds at 1/512 of the range for ~0.03 s per tensor.
+# Symmetric ranges: TensorRT's INT8 has no zero point.
 CALIBRATOR_OPTIONS = {
     "minmax": {"symmetric": True},
-    "entropy": {"symmetric": True, "num_bins": 2048, "num_quantized_bins": 128},
+    "entropy": {"symmetric": True, "num_bins": 512, "num_quantized_bins": 128},
     "percentile": {"symmetric": True, "num_bins": 2048, "percentile": 99.999},
 }
 

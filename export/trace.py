@@ -19,6 +19,7 @@ import warnings
 from contextlib import ExitStack
 from pathlib import Path
 
+import onnx
 import torch
 
 from infusionnet.runtime.errors import InfusionNetError
@@ -67,4 +68,25 @@ def trace(spec: GraphSpec, path: Path, opset: int = DEFAULT_OPSET) -> Path:
         except Exception as error:  # the exporter raises many types; name the graph, keep the cause
             raise ExportError(f"{spec.role} graph: torch.onnx.export failed: "
                               f"{str(error).splitlines()[0] if str(error) else type(error).__name__}") from error
+    annotate_outputs(path, spec)
     return path
+
+
+def annotate_outputs(path: Path, spec: GraphSpec) -> None:
+    """Write the known output shapes onto the graph's outputs (fixed batch, symbolic H/W)."""
+    if not spec.output_shapes:
+        return
+    model = onnx.load(str(path))
+    for output in model.graph.output:
+        shape = spec.output_shapes.get(output.name)
+        if shape is None:
+            continue
+        dims = output.type.tensor_type.shape.dim
+        del dims[:]
+        for value in shape:
+            dim = dims.add()
+            if isinstance(value, str):
+                dim.dim_param = value
+            else:
+                dim.dim_value = int(value)
+    onnx.save(model, str(path))
