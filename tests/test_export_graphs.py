@@ -1,0 +1,145 @@
+"""Exported FP32 graphs: structure (what TensorRT will see) and agreement with PyTorch.
+
+The matrix covers every graph kind x both variants x batch 1 and 2 x static and dynamic size.
+The fast set is pairwise (each kind sees both variants, both batches and both size modes); the
+other combinations run as slow tests. Each case is exported once per module and shared.
+"""
+import itertools
+from collections import Counter
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+import export_cases
+from export_cases import CONTENT_SIZE, STYLE_SIZE
+from infusionnet.export import calibration as calib
+from infusionnet.export.graphs import HEIGHT, WIDTH, kernel_names
+from infusionnet.export.pipeline import second_size, verification_feeds
+from infusionnet.export.simplify import FORBIDDEN_OPS, conv_groups, dynamic_weight_convs, initializer_names
+from infusionnet.export.verify import TorchReference, verify
+
+FAST = [("full", "infusionnet", 1, False), ("full", "aesfa", 2, True),
+        ("split", "infusionnet", 1, False), ("split", "aesfa", 2, True),
+        ("baked", "infusionnet", 2, True), ("baked", "aesfa", 1, False)]
+SLOW = [case for case in itertools.product(("full", "split", "baked"), ("infusionnet", "aesfa"), (1, 2),
+                                           (False, True)) if case not in FAST]
+CASES = FAST + [pytest.param(case, marks=pytest.mark.slow) for case in SLOW]
+IDS = ["-".join([kind, variant, f"b{batch}", "dynamic" if dynamic else "static"])
+       for kind, variant, batch, dynamic in FAST + SLOW]
+# AdaConv groups per layer and half (architecture.md): 128 channels / 1, 64 / 2, 32 / 4 per half.
+ADACONV_GROUPS = [128, 128, 32, 32, 8, 8]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _small_tensors():
+    with export_cases.small_tensor_mode():
+        yield
+
+
+@pytest.fixture(scope="module")
+def exported(seeded_models):
+    return lambda case: export_cases.exported(case, seeded_models)
+
+
+def _dims(value):
+    return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_graph_structure(exported, case):
+    export = exported(case)
+    roles = {"full": ["full"], "split": ["style", "content"], "baked": ["baked"]}[export.kind]
+    assert list(export.models) == roles
+    hw = [HEIGHT, WIDTH] if export.dynamic else list(CONTENT_SIZE)
+    style_size = STYLE_SIZE[export.variant]
+    for role, model in export.models.items():
+        ops = Counter(node.op_type for node in model.graph.node)
+        assert not set(ops) & FORBIDDEN_OPS, role
+        assert model.opset_import[0].version == 17
+        inputs = {value.name: _dims(value) for value in model.graph.input}
+        outputs = {value.name: _dims(value) for value in model.graph.output}
+        if role != "style":
+            assert inputs["content"] == [export.batch, 3] + hw
+            assert outputs == {"stylized": [export.batch, 3] + hw}
+        if role in ("full", "style"):
+            assert inputs["style"] == [export.batch, 3, style_size, style_size]
+        # The 3x3 style pooling is two constant MatMuls per half, only where a style is encoded.
+        assert ops.get("MatMul", 0) == (4 if role in ("full", "style") else 0)
+        dynamic = dynamic_weight_convs(model)
+        if role in ("full", "content"):
+            # Each AdaConv: a spatial and a pointwise Conv with group = batch * n_groups.
+            assert sorted(conv_groups(node) for node in dynamic) == \
+                sorted(export.batch * g for g in ADACONV_GROUPS * 2)
+        else:
+            assert dynamic == []
+        if role == "baked":
+            constants = initializer_names(model)
+            assert all(node.input[1] in constants for node in model.graph.node if node.op_type == "Conv")
+            assert ops["InstanceNormalization"] == 6
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_graph_matches_pytorch(exported, case):
+    export = exported(case)
+    feeds = verification_feeds(export.config)
+    assert len(feeds) == (3 if export.dynamic else 2)
+    if export.dynamic:
+        assert feeds[2][1]["content"].shape[2:] == second_size(CONTENT_SIZE) != CONTENT_SIZE
+    result = verify({role: str(path) for role, path in export.paths.items()},
+                    TorchReference(export.model, export.baked), feeds, "fp32")
+    expected = {"full": ["full"], "split": ["style", "content", "style -> content"], "baked": ["baked"]}[export.kind]
+    assert [check.graphs for check in result.checks] == expected * len(feeds)
+    assert result.passed, [check.to_dict() for check in result.failures()]
+    assert max(check.max_abs for check in result.checks) < 1e-4
+
+
+def test_split_names_chain_and_equal_the_models_kernel_names(exported, seeded_models):
+    for case in (("split", "infusionnet", 1, False), ("split", "aesfa", 2, True)):
+        export = exported(case)
+        names = kernel_names(seeded_models[export.variant])
+        assert len(names) == 18 and names[0] == "AdaOctConv1_1.h.spatial"
+        style_outputs = [value.name for value in export.models["style"].graph.output]
+        content_inputs = [value.name for value in export.models["content"].graph.input]
+        assert style_outputs == names
+        assert content_inputs == ["content"] + names
+        shapes = {value.name: _dims(value) for value in export.models["style"].graph.output}
+        assert shapes == {value.name: _dims(value) for value in export.models["content"].graph.input
+                          if value.name != "content"}
+
+
+def test_split_chain_in_onnxruntime_equals_full_graph(exported):
+    import onnxruntime as ort
+
+    split, full = exported(("split", "aesfa", 2, True)), exported(("full", "aesfa", 2, True))
+    sessions = {role: ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+                for role, path in list(split.paths.items()) + list(full.paths.items())}
+    feed = calib.random_pairs(2, (40, 64), STYLE_SIZE["aesfa"], 1, seed=9)[0]
+    names = [o.name for o in sessions["style"].get_outputs()]
+    kernels = dict(zip(names, sessions["style"].run(None, {"style": feed["style"]})))
+    chained = sessions["content"].run(None, dict(kernels, content=feed["content"]))[0]
+    whole = sessions["full"].run(None, feed)[0]
+    assert chained.shape == (2, 3, 40, 64)
+    np.testing.assert_allclose(chained, whole, rtol=0, atol=1e-5)
+    # Per-sample kernels: swapping the styles swaps the outputs, so kernels never mix across samples.
+    swapped = {k: v[::-1].copy() for k, v in kernels.items()}
+    content = np.ascontiguousarray(np.concatenate([feed["content"][:1]] * 2))
+    out = sessions["content"].run(None, dict(swapped, content=content))[0]
+    ref = sessions["content"].run(None, dict(kernels, content=content))[0]
+    np.testing.assert_allclose(out[0], ref[1], rtol=0, atol=1e-5)
+
+
+def test_baked_graph_uses_the_baked_style(exported):
+    export = exported(("baked", "infusionnet", 2, True))
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(export.paths["baked"]), providers=["CPUExecutionProvider"])
+    content = calib.random_pairs(2, (24, 40), 96, 1, seed=3)[0]["content"]
+    other_style = calib.random_pairs(1, CONTENT_SIZE, 96, 1, seed=4)[0]["style"]
+    reference = TorchReference(export.model, export.baked)
+    got = session.run(None, {"content": content})[0]
+    np.testing.assert_allclose(got, reference.baked(content), rtol=0, atol=1e-4)
+    with torch.no_grad():
+        different = reference.decode(content, reference.kernels(np.concatenate([other_style] * 2)))
+    assert np.abs(got - different).max() > 10 * np.abs(got - reference.baked(content)).max()
