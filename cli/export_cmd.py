@@ -40,7 +40,7 @@ examples:
       --precision int8 --calibration photos/ -o exports/baked-int8
   infusionnet export onnx --checkpoint main.pth --graph full --batch 2 --dynamic-size \\
       --precision fp16 -o exports/full-fp16
-  infusionnet export onnx --checkpoint main.pth --graph baked --style-image art.jpg --opset 13 \
+  infusionnet export onnx --checkpoint main.pth --graph baked --style-image art.jpg --opset 13 \\
       -o exports/nano                               # TensorRT 8.2 (Jetson Nano): baked, opset 13
 """
 
