@@ -28,7 +28,7 @@ from infusionnet.runtime.manifest import Manifest, TensorSpec
 
 from . import calibration as calib
 from .graphs import GRAPH_KINDS, build_graph_specs
-from .precision import CALIBRATION_METHODS, PRECISIONS, to_fp16, to_int8
+from .precision import CALIBRATION_METHODS, INT8_OPS, PRECISIONS, to_fp16, to_int8
 from .simplify import dynamic_weight_convs, simplify
 from .trace import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, exportable, trace
 from .verify import Tolerances, TorchReference, Verification, print_table, verify
@@ -218,7 +218,7 @@ def apply_precision(fp32: Dict[str, Path], config: ExportConfig, directory: Path
         pairs = calib.PairFeed(content, style, config.batch, config.content_size, config.style_size,
                                limit=config.calibration_batches)
         info = {"method": config.calibration_method, "source": description, "batches": len(pairs),
-                "batch": config.batch, "quantized_ops": ["Conv"], "float_dynamic_convs": {}}
+                "batch": config.batch, "quantized_ops": list(INT8_OPS), "float_dynamic_convs": {}}
     for role, path in fp32.items():
         target = Path(directory) / path.name
         if config.precision == "fp16":
