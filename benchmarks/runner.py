@@ -262,7 +262,7 @@ def export_split(config: BenchConfig, precision: str, size, workdir: Path) -> Pa
 
 def tensorrt_unavailable() -> Optional[str]:
     try:
-        import tensorrt  # noqa: F401
+        import tensorrt  # noqa: F401  (only: is it installed?)
     except ImportError:
         return "TensorRT is not installed (needs an NVIDIA GPU machine: pip install .[tensorrt] or JetPack)"
     try:

@@ -23,7 +23,7 @@ import torch
 
 from infusionnet.runtime import manifest as manifest_schema
 from infusionnet.runtime.errors import InfusionNetError
-from infusionnet.runtime.fileio import atomic_directory
+from infusionnet.runtime.fileio import atomic_directory, file_sha256
 from infusionnet.runtime.manifest import Manifest, TensorSpec
 
 from . import calibration as calib
@@ -154,7 +154,7 @@ def _style_path(text: str) -> Path:
 
 def load_model(config: ExportConfig, warn=None) -> LoadedModel:
     """The checkpoint's network (strict load), or a deterministic untrained one with a warning."""
-    from infusionnet.models import build_model, file_sha256, load_checkpoint, validate_style_size
+    from infusionnet.models import build_model, load_checkpoint, validate_style_size
 
     if config.checkpoint:
         model = load_checkpoint(config.checkpoint, variant=config.variant)
@@ -174,7 +174,6 @@ def _stderr(message: str) -> None:
 def style_tensor(text: str, size: int) -> Tuple[np.ndarray, Dict[str, str]]:
     """A style image argument -> normalized (1, 3, size, size), resized and centre-cropped."""
     from infusionnet.runtime import images
-    from infusionnet.runtime.manifest import file_sha256
 
     path = _style_path(text)
     rgb, _ = images.prepare_image(images.read_image(path), images.parse_resize(f"square:{size}"))
@@ -344,7 +343,7 @@ def stamp_metadata(manifest: Manifest, paths: Dict[str, Path]) -> None:
             model.metadata_props.add(key=key, value=value)
         model.producer_name = "infusionnet-edge"
         onnx.save(model, str(path))
-        manifest.graphs[role].sha256 = manifest_schema.file_sha256(path)
+        manifest.graphs[role].sha256 = file_sha256(path)
 
 
 # -- the whole pipeline -------------------------------------------------------------------------

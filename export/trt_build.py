@@ -28,9 +28,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
-from infusionnet.runtime.engine_sidecar import (EngineSidecar, Environment, file_sha256, platform_tag,
-                                                write_engine_index, write_sidecar)
+from infusionnet.runtime.engine_sidecar import (EngineSidecar, Environment, platform_tag, write_engine_index,
+                                                write_sidecar)
 from infusionnet.runtime.errors import InfusionNetError
+from infusionnet.runtime.fileio import file_sha256
 from infusionnet.runtime.fileio import atomic_directory
 from infusionnet.runtime.manifest import Manifest
 from infusionnet.runtime.trt_plan import HW, Profile, TensorSpec, derive_profile

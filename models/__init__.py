@@ -1,6 +1,8 @@
 """InfusionNet and AesFA in PyTorch, with the authors' state-dict names (architecture.md)."""
+from infusionnet.runtime.fileio import file_sha256
+
 from .blocks import AdaConv2d, AdaOctConv, KernelPredictor, OctConv, OctConvAfterUpsample
-from .checkpoint import (CheckpointError, detect_variant, file_sha256, load_checkpoint,
+from .checkpoint import (CheckpointError, detect_variant, load_checkpoint,
                          save_checkpoint, save_official_checkpoint)
 from .encoders import Encoder, StyleEncoder
 from .generator import ADAPTIVE_LAYERS, Decoder

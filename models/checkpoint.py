@@ -11,7 +11,6 @@ Two formats are read:
 
 Every problem raises ``CheckpointError`` whose message names the file and what is wrong.
 """
-import hashlib
 import json
 import os
 import pickle
@@ -187,14 +186,6 @@ def save_official_checkpoint(model: StyleTransferNetwork, path: PathLike, extra:
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
     return path
-
-
-def file_sha256(path: PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _strip_module(key: str) -> str:

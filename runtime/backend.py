@@ -11,7 +11,7 @@ outputs in the backend's native device form (ORT OrtValues, torch tensors, Tenso
 buffers) so that the style graph's kernels go straight into the content graph's inputs without
 a round trip through host memory.
 """
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 

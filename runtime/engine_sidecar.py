@@ -164,14 +164,6 @@ def check_compatible(engine_path: PathLike, sidecar: EngineSidecar, here: Enviro
     return warnings
 
 
-def file_sha256(path: PathLike, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(str(path), "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def read_engine_bytes(engine_path: PathLike, sidecar: Optional[EngineSidecar] = None) -> bytes:
     """The engine file's bytes, checked against the sidecar's size and sha256."""
     engine_path = Path(engine_path)
@@ -187,7 +179,6 @@ def read_engine_bytes(engine_path: PathLike, sidecar: Optional[EngineSidecar] = 
         raise EngineMismatchError(f"engine {engine_path} does not match the sha256 in its sidecar (the file was "
                                   f"replaced or damaged); {rebuild_hint(sidecar)}")
     return data
-
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
 """Atomic file and directory writes: a reader never sees a half-written output."""
+import hashlib
 import os
 import shutil
 import tempfile
@@ -57,3 +58,12 @@ def atomic_directory(path: PathLike, overwrite: bool = False) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(str(tmp), ignore_errors=True)
+
+
+def file_sha256(path: PathLike, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks (checkpoints and engines can be large)."""
+    digest = hashlib.sha256()
+    with open(str(path), "rb") as handle:
+        for block in iter(lambda: handle.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -30,7 +30,6 @@ Layout (``FORMAT``)::
 Shapes hold ints, or strings for symbolic dimensions ("height", "width") with --dynamic-size.
 Python 3.8 compatible and torch-free: the Jetson runtime imports this.
 """
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -365,9 +364,3 @@ def read_graph_metadata(props: Dict[str, str]) -> Dict[str, Any]:
     return facts
 
 
-def file_sha256(path: PathLike, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(str(path), "rb") as handle:
-        for block in iter(lambda: handle.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -230,7 +230,7 @@ def baked_style(manifest) -> np.ndarray:
     """The normalized style image a baked export was made with, found through its manifest
     (the export's --style-image argument, or the file beside the manifest) and checked by sha256."""
     from . import images, samples
-    from .manifest import file_sha256
+    from .fileio import file_sha256
 
     info = manifest.data.get("style_image") or {}
     candidates = []

@@ -7,7 +7,8 @@ import pytest
 
 import export_cases
 from infusionnet.cli.main import main
-from infusionnet.runtime.manifest import (MANIFEST_NAME, Manifest, file_sha256, graph_metadata,
+from infusionnet.runtime.fileio import file_sha256
+from infusionnet.runtime.manifest import (MANIFEST_NAME, Manifest, graph_metadata,
                                           read_graph_metadata)
 
 SMALL = ["--content-size", "32x48", "--variant", "aesfa", "--style-size", "32"]
