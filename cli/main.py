@@ -14,6 +14,16 @@ from infusionnet.runtime.errors import InfusionNetError
 # Modules that add subcommands, in the order `--help` lists them.
 COMMAND_MODULES = ("stylize", "video", "bench", "check", "train", "export_cmd")
 
+# Packages that only some commands need (torch-free machines such as Jetson boards run the rest).
+OPTIONAL_PACKAGES = {
+    "torch": "pip install torch==2.13.0 (CPU build) or a CUDA build, then pip install 'infusionnet-edge[torch]'",
+    "safetensors": "pip install 'infusionnet-edge[torch]'",
+    "onnxslim": "pip install 'infusionnet-edge[torch]'",
+    "matplotlib": "pip install 'infusionnet-edge[plots]' (or pass --no-plots)",
+    "tensorrt": "install TensorRT (JetPack on Jetson, or pip install 'infusionnet-edge[tensorrt]' on a GPU machine)",
+    "pycuda": "pip install pycuda (needs the CUDA toolkit and an NVIDIA driver)",
+}
+
 EPILOG = """\
 examples:
   infusionnet stylize --output out/                      # built-in sample images, untrained demo net
@@ -47,6 +57,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     except FileExistsError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as error:
+        if error.name not in OPTIONAL_PACKAGES:
+            raise
+        print(f"error: `infusionnet {args.command}` needs {error.name}, which is not installed: "
+              f"{OPTIONAL_PACKAGES[error.name]}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

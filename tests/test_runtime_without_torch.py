@@ -33,3 +33,12 @@ def test_runtime_sources_do_not_mention_torch_imports():
     offenders = [p.name for p in root.glob("*.py")
                  if any(line.strip().startswith(("import torch", "from torch")) for line in p.read_text().splitlines())]
     assert offenders == []
+
+
+def test_torch_commands_say_how_to_install_torch_when_it_is_missing(tmp_path):
+    code = BLOCK_TORCH + ("import sys\nfrom infusionnet.cli.main import main\n"
+                          f"sys.exit(main(['stylize', '-o', {str(tmp_path / 'out')!r}]))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "needs torch" in result.stderr and "pip install torch==2.13.0" in result.stderr
+    assert "Traceback" not in result.stderr
