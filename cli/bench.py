@@ -54,6 +54,7 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from rich.console import Console
+    from rich.markup import escape
 
     from infusionnet.benchmarks import machine, report, runner
 
@@ -97,7 +98,8 @@ def run(args) -> int:
     console.print(report.results_table(rows))
     for row in rows:
         if row["status"] != "ok":
-            console.print(f"[yellow]{row['status']}[/] {row['backend']} {row['precision']} {row['size']}: {row['reason']}")
+            console.print(f"[yellow]{row['status']}[/] {row['backend']} {row['precision']} {row['size']}: "
+                          f"{escape(row['reason'])}")
     if old is not None:
         console.print(report.compare_table(old, rows))
     console.print(f"wrote {paths['json'].name}, {paths['csv'].name}, "

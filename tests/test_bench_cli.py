@@ -38,6 +38,8 @@ def test_bench_rows_files_and_compare(tmp_path, capsys):
     assert "infusionnet bench --backends" in (out / "report.md").read_text()
     printed = capsys.readouterr().out
     assert "reference" in printed and "skipped tensorrt fp32" in printed
+    if "not installed" in rows[("tensorrt", "fp32")]["reason"]:
+        assert "pip install .[tensorrt]" in printed  # reasons are printed verbatim, not as rich markup
 
     again = tmp_path / "again"
     assert main(["bench", "--backends", "onnxruntime", "--precisions", "fp32", "--sizes", "32x48", "--style-size",
