@@ -16,7 +16,7 @@ lint-py38: setup
 	$(VENV)/bin/vermin --target=3.8- --no-tips --violations --eval-annotations runtime/
 
 test: setup lint-py38
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -rs
 
 clean:
 	rm -rf outputs .pytest_cache build *.egg-info
