@@ -101,6 +101,15 @@ def _read_official(path: Path) -> Dict[str, torch.Tensor]:
                           f"found {_preview(loaded.keys())}")
 
 
+def torch_load_weights_only(path: Path, error: type, what: str):
+    """``torch.load(weights_only=True)`` of ``path``; any failure becomes ``error`` with a one-line
+    message naming the file (``what`` says what the file was meant to hold)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a bad file; all mean "unusable"
+        raise error(f"{path}: cannot read {what} ({_first_line(exc)[:200]})") from None
+
+
 def _read_safetensors(path: Path) -> Dict[str, torch.Tensor]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file

@@ -31,6 +31,7 @@ from infusionnet.runtime.errors import InfusionNetError
 
 from .blocks import Octave, oct_leaky_relu
 from .encoders import Encoder, StyleEncoder
+from .checkpoint import torch_load_weights_only
 from .networks import AesFA, InfusionNet, StyleTransferNetwork
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -126,11 +127,7 @@ def load_vgg(path: Union[str, Path], taps: str = "conv") -> VGGEncoder:
     path = Path(path)
     if not path.is_file():
         raise VGGError(f"{path}: VGG weights not found (pass the AdaIN 'vgg_normalised.pth')")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for a bad file; all mean "unusable"
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise VGGError(f"{path}: cannot read VGG weights ({reason[:200]})") from None
+    state = torch_load_weights_only(path, VGGError, "VGG weights")
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise VGGError(f"{path}: not a VGG state dict (expected a dict of tensors with keys like '0.weight')")
     encoder = VGGEncoder(taps)

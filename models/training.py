@@ -39,7 +39,8 @@ from torch import Tensor, nn
 from infusionnet.runtime.errors import InfusionNetError
 from infusionnet.runtime.fileio import atomic_path
 
-from .checkpoint import PARTS, detect_variant, load_checkpoint, save_checkpoint, save_official_checkpoint
+from .checkpoint import (PARTS, detect_variant, load_checkpoint, save_checkpoint, save_official_checkpoint,
+                         torch_load_weights_only)
 from .data import RESIZE_MODES, DrawSampler, PairStream, make_loader
 from .losses import (DEFAULT_LOSS_WEIGHTS, DEFAULT_NEGATIVES, VGG_TAPS, LossWeights, StyleTransferLoss,
                      VGGEncoder, load_vgg, output_side, random_vgg, style_side)
@@ -608,11 +609,7 @@ def read_training_state(path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise TrainingError(f"{path}: resume checkpoint not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for a bad file; all mean "unusable"
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise TrainingError(f"{path}: cannot read the checkpoint ({reason[:200]})") from None
+    state = torch_load_weights_only(path, TrainingError, "the checkpoint")
     if not isinstance(state, dict) or not all(part in state for part in PARTS):
         raise TrainingError(f"{path}: not an InfusionNet/AesFA checkpoint (no netE/netS/netG)")
     needed = ["step", "config", "rng", *OPTIMIZER_KEYS.values(), *SCHEDULER_KEYS.values()]
