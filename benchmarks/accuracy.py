@@ -22,8 +22,8 @@ import numpy as np
 from infusionnet.runtime.errors import InfusionNetError
 from infusionnet.runtime.fileio import atomic_path
 from infusionnet.runtime.images import denormalize
+from infusionnet.runtime.metrics import PSNR_CAP, psnr
 
-PSNR_CAP = 100.0  # identical images (JSON has no infinity)
 HW = Tuple[int, int]
 
 
@@ -80,13 +80,6 @@ def load_floors_file(path) -> Dict[str, Dict[str, Any]]:
 
 
 # -- metrics ---------------------------------------------------------------------------------------
-
-def psnr(a: np.ndarray, b: np.ndarray, peak: float) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    if mse == 0.0 or peak <= 0.0:
-        return PSNR_CAP
-    return min(PSNR_CAP, 10.0 * math.log10(peak * peak / mse))
-
 
 def ssim(a: np.ndarray, b: np.ndarray) -> float:
     """Mean SSIM of uint8 NHWC batches (scikit-image, per image over the colour channels)."""

@@ -11,13 +11,14 @@ and held by the content graph), content (content encoder + decoder) and post-pro
 the PyTorch FP32 output for the same inputs.
 """
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from infusionnet.runtime.errors import InfusionNetError
+from infusionnet.runtime.metrics import psnr
 
 from . import memory
 from .timing import StageTimer, latency_stats, measure
@@ -50,7 +51,6 @@ class BenchConfig:
     device: str = "cpu"
     reference: bool = True
     workdir: Optional[str] = None  # where ONNX exports go (default: a temporary folder)
-    extra: Dict[str, object] = field(default_factory=dict)
 
     def settings(self) -> dict:
         return {"mode": self.mode, "batch": self.batch, "warmup": self.warmup, "iterations": self.iterations,
@@ -92,11 +92,6 @@ def size_label(size: Tuple[int, int]) -> str:
     return f"{size[0]}x{size[1]}"
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10.0 * np.log10(255.0 ** 2 / mse)
-
-
 # -- inputs and the PyTorch reference -----------------------------------------------------------
 
 class Inputs:
@@ -118,7 +113,7 @@ class Inputs:
     def accuracy(self, output: np.ndarray) -> dict:
         from infusionnet.runtime import images
         output = np.asarray(output, dtype=np.float32)
-        return {"psnr_db": psnr(images.denormalize(output), self.expected_uint8),
+        return {"psnr_db": psnr(images.denormalize(output), self.expected_uint8, 255.0),
                 "max_abs": float(np.abs(output - self.expected).max())}
 
 

@@ -33,7 +33,8 @@ def register(subparsers) -> None:
                         help="comma list of torch, onnxruntime, tensorrt (default: %(default)s)")
     parser.add_argument("--precisions", default="fp32,fp16,int8", help="comma list (default: %(default)s)")
     parser.add_argument("--sizes", default="256,512", help="content sizes: N, HxW, 480p, 720p, 1080p (default: %(default)s)")
-    parser.add_argument("--mode", choices=("cached-style", "full"), default="cached-style", help="see below")
+    from infusionnet.benchmarks.runner import MODES
+    parser.add_argument("--mode", choices=MODES, default="cached-style", help="see below")
     parser.add_argument("--batch", type=int, default=1, help="frames per run (default: %(default)s)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed runs per row (default: %(default)s)")
     group = parser.add_mutually_exclusive_group()

@@ -16,7 +16,6 @@ image spanning ~8 grey levels, so the uint8 images of FP32, FP16 and INT8 are of
 (PSNR capped at 100 dB) and a uint8 floor would pass anything. Range PSNR rescales the error to
 the signal that is actually there, so the same floors stay meaningful for both.
 """
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -24,11 +23,11 @@ import numpy as np
 import torch
 
 from infusionnet.runtime.images import denormalize
+from infusionnet.runtime.metrics import PSNR_CAP, psnr
 
 from .calibration import CONTENT, STYLE, Feed
 from .graphs import STYLIZED
 
-PSNR_CAP = 100.0  # identical images; JSON has no infinity
 
 
 @dataclass
@@ -91,13 +90,6 @@ class Verification:
 
 
 # -- metrics -------------------------------------------------------------------------------------
-
-def psnr(a: np.ndarray, b: np.ndarray, peak: float) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    if mse == 0.0 or peak <= 0.0:
-        return PSNR_CAP
-    return min(PSNR_CAP, 10.0 * math.log10(peak * peak / mse))
-
 
 def compare(output: np.ndarray, reference: np.ndarray, image: bool) -> Dict[str, Optional[float]]:
     """Error metrics of ``output`` against ``reference`` (same shape)."""
