@@ -190,7 +190,7 @@ def _measured_row(backend, precision, graph, mode, size, config, inputs, stages,
 
 
 def backend_rows(backend_name: str, precision: str, export_dir: Path, config: BenchConfig, inputs: Inputs,
-                 size, model_options: dict) -> dict:
+                 size, model_options: dict, int8_target: Optional[str] = None) -> dict:
     """One row through a runtime backend over the split graphs of ``export_dir``."""
     from infusionnet.runtime.stylizer import make_backends
 
@@ -205,7 +205,7 @@ def backend_rows(backend_name: str, precision: str, export_dir: Path, config: Be
             def style_stage():
                 content_backend.hold(style_backend.run_on_device({"style": inputs.style}))
             stages["style"] = style_stage
-        graph = "content" if config.mode == "cached-style" else "style+content"
+        graph = graph_label(config.mode, int8_target)
         return _measured_row(backend_name, precision, graph, config.mode, size, config, inputs, stages,
                              synchronize=getattr(content_backend, "synchronize", lambda: None))
 
@@ -242,16 +242,18 @@ def torch_row(model, precision: str, config: BenchConfig, inputs: Inputs, size) 
         model.to(device="cpu", dtype=torch.float32)
 
 
-def export_split(config: BenchConfig, precision: str, size, workdir: Path) -> Path:
+def export_split(config: BenchConfig, precision: str, size, workdir: Path, int8_target: Optional[str] = None
+                 ) -> Path:
     """An ONNX split export at ``precision`` for this size (static shapes: what a deployment uses)."""
     from rich.console import Console
 
     from infusionnet.export.pipeline import ExportConfig, run_export
-    target = workdir / f"onnx-{precision}-{size_label(size)}-b{config.batch}"
+    layout = f"-{int8_target}" if int8_target else ""
+    target = workdir / f"onnx-{precision}{layout}-{size_label(size)}-b{config.batch}"
     if not (target / "manifest.json").is_file():
         run_export(ExportConfig(output=target, graph="split", checkpoint=config.checkpoint, variant=config.variant,
                                 batch=config.batch, content_size=tuple(size), style_size=config.style_size,
-                                precision=precision), console=Console(quiet=True))
+                                precision=precision, int8_target=int8_target), console=Console(quiet=True))
     return target
 
 
@@ -270,9 +272,20 @@ def tensorrt_unavailable() -> Optional[str]:
     return None
 
 
-def plan_rows(config: BenchConfig) -> List[Tuple[str, str]]:
-    """(backend, precision) pairs in the order they run."""
-    return [(backend, precision) for backend in config.backends for precision in config.precisions]
+def plan_rows(config: BenchConfig) -> List[Tuple[str, str, Optional[str]]]:
+    """(backend, precision, INT8 target) in the order they run. INT8 graphs are TensorRT's explicit
+    Q/DQ form; ONNX Runtime on the CPU also gets a row with the graph laid out for its CPU kernels
+    (``export --int8-target cpu``), since that is what a CPU deployment would use."""
+    plan = []
+    for backend in config.backends:
+        for precision in config.precisions:
+            if precision != "int8" or backend == "torch":
+                plan.append((backend, precision, None))
+                continue
+            plan.append((backend, precision, "tensorrt"))
+            if backend == "onnxruntime" and config.device == "cpu":
+                plan.append((backend, precision, "cpu"))
+    return plan
 
 
 def run_benchmark(config: BenchConfig, progress: Optional[Callable[[str], None]] = None) -> List[dict]:
@@ -303,15 +316,23 @@ def run_benchmark(config: BenchConfig, progress: Optional[Callable[[str], None]]
             if config.reference:
                 progress(f"{size_label(size)}: reference (authors' test path)")
                 rows.append(reference_row(model, config, inputs, size))
-            for backend, precision in plan_rows(config):
-                progress(f"{size_label(size)}: {backend} {precision}")
+            for backend, precision, int8_target in plan_rows(config):
+                layout = " (CPU layout)" if int8_target == "cpu" else ""
+                progress(f"{size_label(size)}: {backend} {precision}{layout}")
                 rows.append(_one_row(backend, precision, model, config, inputs, size, workdir, trt_reason,
-                                     ort_options))
+                                     ort_options, int8_target))
     return rows
 
 
-def _one_row(backend, precision, model, config, inputs, size, workdir, trt_reason, ort_options) -> dict:
-    graph = "content" if config.mode == "cached-style" else "style+content"
+def graph_label(mode: str, int8_target: Optional[str] = None) -> str:
+    """The graph column: which graphs run per frame, and "/cpu-int8" for the CPU INT8 layout."""
+    graph = "content" if mode == "cached-style" else "style+content"
+    return graph + ("/cpu-int8" if int8_target == "cpu" else "")
+
+
+def _one_row(backend, precision, model, config, inputs, size, workdir, trt_reason, ort_options,
+             int8_target=None) -> dict:
+    graph = graph_label(config.mode, int8_target)
     if backend == "torch":
         if precision == "int8":
             return skipped(backend, precision, "eager", config.mode, size, config.batch,
@@ -323,9 +344,10 @@ def _one_row(backend, precision, model, config, inputs, size, workdir, trt_reaso
     if backend == "tensorrt" and trt_reason:
         return skipped(backend, precision, graph, config.mode, size, config.batch, trt_reason)
     try:
-        onnx_dir = export_split(config, precision, size, workdir)
+        onnx_dir = export_split(config, precision, size, workdir, int8_target)
         if backend == "onnxruntime":
-            return backend_rows("onnxruntime", precision, onnx_dir, config, inputs, size, ort_options)
+            return backend_rows("onnxruntime", precision, onnx_dir, config, inputs, size, ort_options,
+                                int8_target)
         from infusionnet.export.trt_build import BuildOptions, build_engines
         engine_dir = workdir / f"trt-{onnx_dir.name}"
         if not engine_dir.exists():

@@ -28,7 +28,7 @@ from infusionnet.runtime.manifest import Manifest, TensorSpec
 
 from . import calibration as calib
 from .graphs import GRAPH_KINDS, build_graph_specs
-from .precision import CALIBRATION_METHODS, INT8_OPS, PRECISIONS, to_fp16, to_int8
+from .precision import CALIBRATION_METHODS, INT8_OPS_BY_TARGET, INT8_TARGETS, PRECISIONS, to_fp16, to_int8
 from .simplify import dynamic_weight_convs, simplify
 from .trace import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, exportable, trace
 from .verify import Tolerances, TorchReference, Verification, print_table, verify
@@ -65,6 +65,7 @@ class ExportConfig:
     precision: str = "fp32"
     calibration: Optional[str] = None
     calibration_method: str = "minmax"
+    int8_target: Optional[str] = None  # "tensorrt" (default for int8) or "cpu"; see precision.py
     calibration_batches: int = DEFAULT_CALIBRATION_BATCHES
     opset: int = DEFAULT_OPSET
     overwrite: bool = False
@@ -121,6 +122,11 @@ def validate_config(config: ExportConfig) -> None:
         fail(f"--style-image only applies to --graph baked (a {config.graph} graph takes the style as an input)")
     if config.style_image:
         _style_path(config.style_image)
+    if config.int8_target is not None:
+        if config.precision != "int8":
+            fail("--int8-target only applies to --precision int8")
+        if config.int8_target not in INT8_TARGETS:
+            fail(f"--int8-target {config.int8_target!r} is not one of {', '.join(INT8_TARGETS)}")
     if config.calibration is not None:
         if config.precision != "int8":
             fail("--calibration only applies to --precision int8")
@@ -205,6 +211,13 @@ def export_fp32(model: torch.nn.Module, config: ExportConfig, directory: Path,
     return paths
 
 
+def int8_target(config: ExportConfig) -> Optional[str]:
+    """The INT8 graph's target runtime (None unless --precision int8)."""
+    if config.precision != "int8":
+        return None
+    return config.int8_target or INT8_TARGETS[0]
+
+
 def apply_precision(fp32: Dict[str, Path], config: ExportConfig, directory: Path, reference: TorchReference,
                     progress=None) -> Tuple[Dict[str, Path], Optional[dict]]:
     """FP32 graphs -> graphs of ``config.precision`` in ``directory``; returns (paths, calibration info)."""
@@ -217,7 +230,8 @@ def apply_precision(fp32: Dict[str, Path], config: ExportConfig, directory: Path
         pairs = calib.PairFeed(content, style, config.batch, config.content_size, config.style_size,
                                limit=config.calibration_batches)
         info = {"method": config.calibration_method, "source": description, "batches": len(pairs),
-                "batch": config.batch, "quantized_ops": list(INT8_OPS), "float_dynamic_convs": {}}
+                "batch": config.batch, "target": int8_target(config),
+                "quantized_ops": list(INT8_OPS_BY_TARGET[int8_target(config)]), "float_dynamic_convs": {}}
     for role, path in fp32.items():
         target = Path(directory) / path.name
         if config.precision == "fp16":
@@ -225,9 +239,9 @@ def apply_precision(fp32: Dict[str, Path], config: ExportConfig, directory: Path
                 to_fp16(path, target)
         else:
             reader = calib.RoleFeed(pairs, role, reference.kernels)
-            with _step(progress, f"quantize {role} graph to INT8 QDQ ({config.calibration_method}, "
-                                 f"{len(pairs)} batches of {description})"):
-                to_int8(path, target, reader, config.calibration_method)
+            with _step(progress, f"quantize {role} graph to INT8 QDQ for {int8_target(config)} "
+                                 f"({config.calibration_method}, {len(pairs)} batches of {description})"):
+                to_int8(path, target, reader, config.calibration_method, int8_target=int8_target(config))
             info["float_dynamic_convs"][role] = len(dynamic_weight_convs(onnx.load(str(path))))
         out[role] = target
     return out, info
@@ -322,7 +336,7 @@ def build_manifest(config: ExportConfig, model: torch.nn.Module, checkpoint: dic
                        "outputs": [t.to_dict() for t in tensor_specs(model_proto.graph.output)]})
     data = {
         "format": manifest_schema.FORMAT, "graph_kind": config.graph, "variant": model.variant,
-        "precision": config.precision, "opset": config.opset, "batch": config.batch,
+        "precision": config.precision, "int8_target": int8_target(config), "opset": config.opset, "batch": config.batch,
         "content_size": list(config.content_size), "dynamic_size": config.dynamic_size,
         "style_size": config.style_size,
         "normalization": {"mean": list(MEAN), "std": list(STD), "color": "RGB", "layout": "NCHW",
@@ -397,8 +411,12 @@ def run_export(config: ExportConfig, console=None) -> Manifest:
                 raise VerificationFailed(
                     f"verification failed: {failed.graphs} on {failed.inputs}: {_describe(failed)} "
                     f"(limit {failed.limit}); nothing was written to {output}")
-            with progress("check TensorRT compatibility (" + ", ".join(config.trt_versions) + ")"):
-                trt = check_trt(target, config.trt_versions)
+            if int8_target(config) == "cpu":
+                trt = {"available": False, "reason": "INT8 graphs for --int8-target cpu are for ONNX Runtime; "
+                                                     "TensorRT needs --int8-target tensorrt"}
+            else:
+                with progress("check TensorRT compatibility (" + ", ".join(config.trt_versions) + ")"):
+                    trt = check_trt(target, config.trt_versions)
             console.print(trt_line(trt), soft_wrap=True)
             manifest = build_manifest(config, model, loaded.checkpoint, paths, verification, trt, calibration,
                                       style_image)

@@ -94,6 +94,10 @@ def plan_builds(manifest: Manifest, options: BuildOptions) -> List[GraphBuild]:
         raise TrtBuildError(f"--dla-core must be 0 or more, not {options.dla_core}")
     exported = manifest.precision
     where = manifest.directory or manifest.location
+    if manifest.int8_target == "cpu":
+        raise TrtBuildError(f"{where} holds INT8 graphs laid out for ONNX Runtime's CPU (--int8-target cpu: uint8 "
+                            f"tensors between layers), which TensorRT cannot build; re-export with "
+                            f"--precision int8 --int8-target tensorrt")
     if exported == "int8" and not (precision == "int8" and options.int8_mode == "explicit"):
         raise TrtBuildError(f"{where} holds INT8 (QDQ) graphs: build them with --precision int8 (explicit), or "
                             "export FP32 graphs for an fp32/fp16 or implicit-INT8 engine")

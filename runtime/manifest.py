@@ -199,6 +199,15 @@ class Manifest(object):
         return self.data["precision"]
 
     @property
+    def int8_target(self):
+        # type: () -> Optional[str]
+        """Which runtime an INT8 export is laid out for: "tensorrt" (explicit Q/DQ, also the
+        meaning of manifests written before the field existed) or "cpu" (ONNX Runtime CPU only)."""
+        if self.precision != "int8":
+            return None
+        return self.data.get("int8_target") or "tensorrt"
+
+    @property
     def opset(self) -> int:
         return int(self.data["opset"])
 
