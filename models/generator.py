@@ -36,6 +36,11 @@ class Decoder(nn.Module):
 
     def forward(self, content: Octave, kernels: Dict[str, Tensor]) -> Tuple[Tensor, Tensor, Tensor]:
         """Returns (stylized, high-frequency image, low-frequency image), normalized space."""
+        out, out_high, out_low = self.OctConv3_2(self.features(content, kernels))
+        return self.conv4(out), self.conv4(out_high), self.conv4(out_low)
+
+    def features(self, content: Octave, kernels: Dict[str, Tensor]) -> Octave:
+        """Everything before the last octave convolution: the (high, low) input of ``OctConv3_2``."""
         def layer_kernels(layer):
             prefix = layer + "."
             return {k[len(prefix):]: v for k, v in kernels.items() if k.startswith(prefix)}
@@ -46,6 +51,4 @@ class Decoder(nn.Module):
         out = self.AdaOctConv2_1.apply_kernels(out, layer_kernels("AdaOctConv2_1"))
         out = self.OctConv2_2(out)
         out = self.oct_conv_aftup_2((upsample2(out[0]), upsample2(out[1])))
-        out = self.AdaOctConv3_1.apply_kernels(out, layer_kernels("AdaOctConv3_1"))
-        out, out_high, out_low = self.OctConv3_2(out)
-        return self.conv4(out), self.conv4(out_high), self.conv4(out_low)
+        return self.AdaOctConv3_1.apply_kernels(out, layer_kernels("AdaOctConv3_1"))

@@ -15,7 +15,7 @@ import torch
 import export_cases
 from export_cases import CONTENT_SIZE, STYLE_SIZE
 from infusionnet.export import calibration as calib
-from infusionnet.export.graphs import HEIGHT, WIDTH, kernel_names
+from infusionnet.export.graphs import HEIGHT, WIDTH, decode, kernel_names
 from infusionnet.export.pipeline import second_size, verification_feeds
 from infusionnet.export.simplify import FORBIDDEN_OPS, conv_groups, dynamic_weight_convs, initializer_names
 from infusionnet.export.verify import TorchReference, verify
@@ -143,3 +143,20 @@ def test_baked_graph_uses_the_baked_style(exported):
     with torch.no_grad():
         different = reference.decode(content, reference.kernels(np.concatenate([other_style] * 2)))
     assert np.abs(got - different).max() > 10 * np.abs(got - reference.baked(content)).max()
+
+
+@pytest.mark.parametrize("variant", ["infusionnet", "aesfa"])
+def test_exported_decoder_tail_equals_the_models(seeded_models, variant):
+    """decode() upsamples after the last 1x1 convolutions instead of before: same image."""
+    model = seeded_models[variant]
+    generator = torch.Generator().manual_seed(3)
+    content = torch.rand(2, 3, 48, 64, generator=generator)
+    style = torch.rand(2, 3, STYLE_SIZE[variant], STYLE_SIZE[variant], generator=generator)
+    # A wrong reordering (conv4's bias added twice, a ratio lost) would move the image by about this much.
+    assert model.netG.conv4.bias.abs().max() > 1e-2
+    with torch.no_grad():
+        kernels = model.style_kernels(style)
+        expected = model.netG(model.encode_content(content), kernels)[0]
+        rewritten = decode(model, content, kernels)
+    assert rewritten.shape == expected.shape
+    torch.testing.assert_close(rewritten, expected, rtol=1e-5, atol=1e-6)
