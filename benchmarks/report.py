@@ -147,11 +147,21 @@ def write_plots(directory: Path, rows: Sequence[dict]) -> List[Path]:
     written.append(_save_figure(fig, directory / "latency_vs_resolution.png"))
 
     measured = [r for r in ok if r.get("speedup") and (r.get("accuracy") or {}).get("psnr_db") is not None]
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    # Colour = backend/precision/graph, marker = size, named in one legend: per-point labels overlap
+    # where several rows reach the 100 dB cap.
+    from matplotlib.lines import Line2D
+    names = sorted({f"{r['backend']} {r['precision']} {r['graph']}" for r in measured})
+    sizes = sorted({r["size"] for r in measured}, key=_size_pixels)
+    colours = {name: f"C{index % 10}" for index, name in enumerate(names)}
+    markers = {size: "osD^v<>p"[index % 8] for index, size in enumerate(sizes)}
+    fig, ax = plt.subplots(figsize=(8, 4.8))
     for row in measured:
-        psnr = min(row["accuracy"]["psnr_db"], 100.0)  # identical outputs give infinite PSNR
-        ax.scatter(row["speedup"], psnr, s=30)
-        ax.annotate(f"{row['backend']} {row['precision']} {row['size']}", (row["speedup"], psnr), fontsize=6)
+        psnr = min(row["accuracy"]["psnr_db"], 100.0)  # identical outputs sit at the cap
+        ax.scatter(row["speedup"], psnr, s=40, color=colours[f"{row['backend']} {row['precision']} {row['graph']}"],
+                   marker=markers[row["size"]])
+    handles = [Line2D([], [], color=colours[name], marker="o", linestyle="", label=name) for name in names]
+    handles += [Line2D([], [], color="grey", marker=markers[size], linestyle="", label=size) for size in sizes]
+    ax.legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     ax.set_xlabel("speed-up over the reference row (x)")
     ax.set_ylabel("PSNR vs PyTorch FP32 (dB, capped at 100)")
     ax.grid(True, alpha=0.3)
