@@ -27,12 +27,10 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from .onnx_nodes import node_attribute
+
 # Pad modes that copy input values (no new values), so they commute with quantization.
 COPYING_PAD_MODES = ("reflect", "edge")
-
-
-def _attributes(node: onnx.NodeProto) -> Dict[str, object]:
-    return {attribute.name: helper.get_attribute_value(attribute) for attribute in node.attribute}
 
 
 def _channels(model: onnx.ModelProto) -> Dict[str, int]:
@@ -54,9 +52,9 @@ def average_pools_as_convs(model: onnx.ModelProto) -> int:
     for node in model.graph.node:
         if node.op_type != "AveragePool":
             continue
-        attributes = _attributes(node)
-        if (list(attributes.get("kernel_shape", [])) != [2, 2] or list(attributes.get("strides", [1, 1])) != [2, 2]
-                or any(attributes.get("pads", [0, 0, 0, 0])) or attributes.get("ceil_mode", 0)
+        if (list(node_attribute(node, "kernel_shape", [])) != [2, 2]
+                or list(node_attribute(node, "strides", [1, 1])) != [2, 2]
+                or any(node_attribute(node, "pads", [0, 0, 0, 0])) or node_attribute(node, "ceil_mode", 0)
                 or node.input[0] not in channels):
             continue
         count = channels[node.input[0]]
@@ -72,19 +70,16 @@ def average_pools_as_convs(model: onnx.ModelProto) -> int:
     return rewritten
 
 
-def _initializer(model: onnx.ModelProto, name: str):
-    for tensor in model.graph.initializer:
-        if tensor.name == name:
-            return numpy_helper.to_array(tensor)
-    return None
-
-
-def _same_quantization(model: onnx.ModelProto, a: onnx.NodeProto, b: onnx.NodeProto) -> bool:
+def _same_quantization(constants: Dict[str, onnx.TensorProto], a: onnx.NodeProto, b: onnx.NodeProto) -> bool:
     """Do the two Q/DQ nodes use identical constant, per-tensor scale and zero point?"""
     if len(a.input) < 3 or len(b.input) < 3:
         return False
-    scales = [_initializer(model, node.input[1]) for node in (a, b)]
-    zeros = [_initializer(model, node.input[2]) for node in (a, b)]
+
+    def value(name: str):
+        return numpy_helper.to_array(constants[name]) if name in constants else None
+
+    scales = [value(node.input[1]) for node in (a, b)]
+    zeros = [value(node.input[2]) for node in (a, b)]
     if any(value is None for value in scales + zeros) or scales[0].size != 1:
         return False
     return (np.array_equal(scales[0], scales[1]) and np.array_equal(zeros[0], zeros[1])
@@ -92,8 +87,7 @@ def _same_quantization(model: onnx.ModelProto, a: onnx.NodeProto, b: onnx.NodePr
 
 
 def _is_copying_pad(node: onnx.NodeProto) -> bool:
-    mode = _attributes(node).get("mode", b"constant")
-    return node.op_type == "Pad" and (mode.decode() if isinstance(mode, bytes) else mode) in COPYING_PAD_MODES
+    return node.op_type == "Pad" and node_attribute(node, "mode", "constant") in COPYING_PAD_MODES
 
 
 def pads_on_quantized_tensors(model: onnx.ModelProto) -> int:
@@ -106,6 +100,7 @@ def pads_on_quantized_tensors(model: onnx.ModelProto) -> int:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
     graph_outputs = {value.name for value in graph.output}
+    constants = {tensor.name: tensor for tensor in graph.initializer}
     dropped: Set[int] = set()
     retyped: Set[str] = set()
     for pad in graph.node:
@@ -114,7 +109,7 @@ def pads_on_quantized_tensors(model: onnx.ModelProto) -> int:
         dequantize = producer.get(pad.input[0])
         quantizes = consumers.get(pad.output[0], [])
         if (dequantize is None or dequantize.op_type != "DequantizeLinear" or not quantizes
-                or any(q.op_type != "QuantizeLinear" or not _same_quantization(model, dequantize, q)
+                or any(q.op_type != "QuantizeLinear" or not _same_quantization(constants, dequantize, q)
                        for q in quantizes)):
             continue
         pad.input[0] = dequantize.input[0]

@@ -29,6 +29,8 @@ from onnx import numpy_helper
 
 from infusionnet.runtime.errors import InfusionNetError
 
+from .onnx_nodes import node_attribute
+
 RULES_FILE = Path(__file__).with_name("trt_rules.json")
 SEVERITIES = ("error", "warning", "info")
 DEFAULT_DOMAINS = ("", "ai.onnx")
@@ -428,14 +430,6 @@ class GraphView:
         return None
 
 
-def _attr(node: onnx.NodeProto, name: str, default: Any = None) -> Any:
-    for attr in node.attribute:
-        if attr.name == name:
-            value = onnx.helper.get_attribute_value(attr)
-            return value.decode() if isinstance(value, bytes) else value
-    return default
-
-
 def _input(node: onnx.NodeProto, index: int) -> str:
     return node.input[index] if len(node.input) > index else ""
 
@@ -521,7 +515,7 @@ def _conv_dynamic_bias(view: GraphView, params: dict, level: dict) -> Iterator[H
 @check("conv_dynamic_weights_grouped")
 def _conv_dynamic_weights_grouped(view: GraphView, params: dict, level: dict) -> Iterator[Hit]:
     for node in view.nodes_of("Conv", "ConvTranspose"):
-        group = int(_attr(node, "group", 1))
+        group = int(node_attribute(node, "group", 1))
         if group > 1 and _dynamic_conv_weight(view, node):
             yield Hit(view.name_of(node), node.op_type, {"op": node.op_type, "group": group})
 
@@ -541,7 +535,7 @@ def _conv_dynamic_weight_shape(view: GraphView, params: dict, level: dict) -> It
 @check("pad_mode")
 def _pad_mode(view: GraphView, params: dict, level: dict) -> Iterator[Hit]:
     for node in view.nodes_of("Pad"):
-        mode = _attr(node, "mode", "constant")
+        mode = node_attribute(node, "mode", "constant")
         if mode in params.get("modes", []):
             yield Hit(view.name_of(node), node.op_type, {"mode": mode})
 
@@ -607,18 +601,18 @@ def _topk_dynamic_k(view: GraphView, params: dict, level: dict) -> Iterator[Hit]
 def _resize_mode(view: GraphView, params: dict, level: dict) -> Iterator[Hit]:
     for node in view.nodes_of("Resize"):
         problems = []
-        mode = _attr(node, "mode", "nearest")
+        mode = node_attribute(node, "mode", "nearest")
         if mode not in params["modes"]:
             problems.append(f"mode={mode}")
-        coord = _attr(node, "coordinate_transformation_mode", "half_pixel")
+        coord = node_attribute(node, "coordinate_transformation_mode", "half_pixel")
         if coord not in params["coordinate_modes"]:
             problems.append(f"coordinate_transformation_mode={coord}")
-        nearest = _attr(node, "nearest_mode", "round_prefer_floor")
+        nearest = node_attribute(node, "nearest_mode", "round_prefer_floor")
         if mode == "nearest" and nearest not in params["nearest_modes"]:
             problems.append(f"nearest_mode={nearest}")
-        if int(_attr(node, "antialias", 0)):
+        if int(node_attribute(node, "antialias", 0)):
             problems.append("antialias=1")
-        policy = _attr(node, "keep_aspect_ratio_policy", "stretch")
+        policy = node_attribute(node, "keep_aspect_ratio_policy", "stretch")
         if policy != "stretch":
             problems.append(f"keep_aspect_ratio_policy={policy}")
         if problems:
@@ -628,9 +622,9 @@ def _resize_mode(view: GraphView, params: dict, level: dict) -> Iterator[Hit]:
 @check("resize_tf_half_pixel_nearest")
 def _resize_tf_half_pixel_nearest(view: GraphView, params: dict, level: dict) -> Iterator[Hit]:
     for node in view.nodes_of("Resize"):
-        coord = _attr(node, "coordinate_transformation_mode", "half_pixel")
-        nearest = _attr(node, "nearest_mode", "round_prefer_floor")
-        if _attr(node, "mode", "nearest") == "nearest" and coord == "tf_half_pixel_for_nn" \
+        coord = node_attribute(node, "coordinate_transformation_mode", "half_pixel")
+        nearest = node_attribute(node, "nearest_mode", "round_prefer_floor")
+        if node_attribute(node, "mode", "nearest") == "nearest" and coord == "tf_half_pixel_for_nn" \
                 and nearest != "round_prefer_floor":
             yield Hit(view.name_of(node), node.op_type, {"nearest_mode": nearest})
 
