@@ -225,13 +225,14 @@ def apply_precision(fp32: Dict[str, Path], config: ExportConfig, directory: Path
         return fp32, None
     out = {}
     info = None
+    runtime = int8_target(config)
     if config.precision == "int8":
         content, style, description = calib.image_pairs(config.calibration)
         pairs = calib.PairFeed(content, style, config.batch, config.content_size, config.style_size,
                                limit=config.calibration_batches)
         info = {"method": config.calibration_method, "source": description, "batches": len(pairs),
-                "batch": config.batch, "target": int8_target(config),
-                "quantized_ops": list(INT8_OPS_BY_TARGET[int8_target(config)]), "float_dynamic_convs": {}}
+                "batch": config.batch, "target": runtime,
+                "quantized_ops": list(INT8_OPS_BY_TARGET[runtime]), "float_dynamic_convs": {}}
     for role, path in fp32.items():
         target = Path(directory) / path.name
         if config.precision == "fp16":
@@ -239,9 +240,9 @@ def apply_precision(fp32: Dict[str, Path], config: ExportConfig, directory: Path
                 to_fp16(path, target)
         else:
             reader = calib.RoleFeed(pairs, role, reference.kernels)
-            with _step(progress, f"quantize {role} graph to INT8 QDQ for {int8_target(config)} "
+            with _step(progress, f"quantize {role} graph to INT8 QDQ for {runtime} "
                                  f"({config.calibration_method}, {len(pairs)} batches of {description})"):
-                to_int8(path, target, reader, config.calibration_method, int8_target=int8_target(config))
+                to_int8(path, target, reader, config.calibration_method, int8_target=runtime)
             info["float_dynamic_convs"][role] = len(dynamic_weight_convs(onnx.load(str(path))))
         out[role] = target
     return out, info
