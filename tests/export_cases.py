@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import onnx
+import pytest
 import torch
 
 from infusionnet.export import calibration as calib
@@ -62,3 +63,17 @@ def small_tensor_mode():
         warnings.simplefilter("ignore")  # "TF32 acceleration on top of oneDNN ..." notice
         with torch.backends.mkldnn.flags(enabled=False):
             yield
+
+
+# Fixtures for the export test modules, which import them by name (pytest then uses them there).
+@pytest.fixture(scope="module", autouse=True, name="_small_tensors")
+def small_tensors_for_module():
+    """Every test of the importing module runs in ``small_tensor_mode``."""
+    with small_tensor_mode():
+        yield
+
+
+@pytest.fixture(scope="module", name="exported")
+def exported_by_case(seeded_models):
+    """``exported(case)``: the shared FP32 export of ``case`` with the session's seeded models."""
+    return lambda case: exported(case, seeded_models)

@@ -5,19 +5,13 @@ import numpy as np
 import onnx
 import pytest
 
-import export_cases
+from export_cases import small_tensors_for_module  # noqa: F401 (fixtures)
 from infusionnet.cli.main import main
 from infusionnet.runtime.fileio import file_sha256
 from infusionnet.runtime.manifest import (MANIFEST_NAME, Manifest, graph_metadata,
                                           read_graph_metadata)
 
 SMALL = ["--content-size", "32x48", "--variant", "aesfa", "--style-size", "32"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _small_tensors():
-    with export_cases.small_tensor_mode():
-        yield
 
 
 def _run(capsys, *argv):

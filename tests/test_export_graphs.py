@@ -8,11 +8,10 @@ import itertools
 from collections import Counter
 
 import numpy as np
-import onnx
 import pytest
 import torch
 
-import export_cases
+from export_cases import small_tensors_for_module, exported_by_case  # noqa: F401 (fixtures)
 from export_cases import CONTENT_SIZE, STYLE_SIZE
 from infusionnet.export import calibration as calib
 from infusionnet.export.graphs import HEIGHT, WIDTH, decode, kernel_names
@@ -30,17 +29,6 @@ IDS = ["-".join([kind, variant, f"b{batch}", "dynamic" if dynamic else "static"]
        for kind, variant, batch, dynamic in FAST + SLOW]
 # AdaConv groups per layer and half (architecture.md): 128 channels / 1, 64 / 2, 32 / 4 per half.
 ADACONV_GROUPS = [128, 128, 32, 32, 8, 8]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _small_tensors():
-    with export_cases.small_tensor_mode():
-        yield
-
-
-@pytest.fixture(scope="module")
-def exported(seeded_models):
-    return lambda case: export_cases.exported(case, seeded_models)
 
 
 def _dims(value):

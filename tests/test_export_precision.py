@@ -4,24 +4,13 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-import export_cases
+from export_cases import small_tensors_for_module, exported_by_case  # noqa: F401 (fixtures)
 from export_cases import CONTENT_SIZE, STYLE_SIZE
 from infusionnet.export import calibration as calib
 from infusionnet.export.pipeline import verification_feeds
 from infusionnet.export.precision import FP32_OPS, fp16_fraction, to_fp16, to_int8
 from infusionnet.export.simplify import FORBIDDEN_OPS, dynamic_weight_convs
 from infusionnet.export.verify import Check, Tolerances, TorchReference, compare, judge, psnr, verify
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _small_tensors():
-    with export_cases.small_tensor_mode():
-        yield
-
-
-@pytest.fixture(scope="module")
-def exported(seeded_models):
-    return lambda case: export_cases.exported(case, seeded_models)
 
 
 def _convert(export, precision, directory, method="minmax"):
