@@ -190,8 +190,8 @@ def _measured_row(backend, precision, graph, mode, size, config, inputs, stages,
 
 
 def backend_rows(backend_name: str, precision: str, export_dir: Path, config: BenchConfig, inputs: Inputs,
-                 size, model_options: dict, int8_target: Optional[str] = None) -> dict:
-    """One row through a runtime backend over the split graphs of ``export_dir``."""
+                 size, model_options: dict, graph: str) -> dict:
+    """One row through a runtime backend over the split graphs of ``export_dir``; ``graph`` labels it."""
     from infusionnet.runtime.stylizer import make_backends
 
     backends = make_backends(export_dir, backend_name, checkpoint=config.checkpoint, **model_options)
@@ -205,7 +205,6 @@ def backend_rows(backend_name: str, precision: str, export_dir: Path, config: Be
             def style_stage():
                 content_backend.hold(style_backend.run_on_device({"style": inputs.style}))
             stages["style"] = style_stage
-        graph = graph_label(config.mode, int8_target)
         return _measured_row(backend_name, precision, graph, config.mode, size, config, inputs, stages,
                              synchronize=getattr(content_backend, "synchronize", lambda: None))
 
@@ -346,12 +345,11 @@ def _one_row(backend, precision, model, config, inputs, size, workdir, trt_reaso
     try:
         onnx_dir = export_split(config, precision, size, workdir, int8_target)
         if backend == "onnxruntime":
-            return backend_rows("onnxruntime", precision, onnx_dir, config, inputs, size, ort_options,
-                                int8_target)
+            return backend_rows("onnxruntime", precision, onnx_dir, config, inputs, size, ort_options, graph)
         from infusionnet.export.trt_build import BuildOptions, build_engines
         engine_dir = workdir / f"trt-{onnx_dir.name}"
         if not engine_dir.exists():
             build_engines(onnx_dir, engine_dir, BuildOptions(precision=precision), log=lambda *a, **k: None)
-        return backend_rows("tensorrt", precision, engine_dir, config, inputs, size, {})
+        return backend_rows("tensorrt", precision, engine_dir, config, inputs, size, {}, graph)
     except InfusionNetError as error:
         return skipped(backend, precision, graph, config.mode, size, config.batch, str(error), status="failed")
