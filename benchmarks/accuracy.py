@@ -23,6 +23,7 @@ from infusionnet.runtime.errors import InfusionNetError
 from infusionnet.runtime.fileio import atomic_path
 from infusionnet.runtime.images import denormalize
 from infusionnet.runtime.metrics import PSNR_CAP, psnr
+from infusionnet.runtime.model_choice import untrained_seed
 
 HW = Tuple[int, int]
 
@@ -285,8 +286,8 @@ def run_check(model_dir, backend: str = "onnxruntime", checkpoint=None, sizes: O
         for item in opened:
             item.close()
     notes = []
-    if manifest.checkpoint_sha256.startswith("untrained-seed-"):
-        notes.append("untrained network (no checkpoint): outputs are nearly flat, so uint8 PSNR/SSIM say little; "
+    if untrained_seed(manifest.checkpoint_sha256) is not None:
+        notes.append("untrained network (--checkpoint untrained): outputs are nearly flat, so uint8 PSNR/SSIM say little; "
                      "range PSNR and max abs carry the signal")
     return CheckReport(str(model_dir), backend, candidate, reference, precision, manifest.graph_kind, floors, rows,
                        notes)

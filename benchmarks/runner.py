@@ -19,6 +19,7 @@ import numpy as np
 
 from infusionnet.runtime.errors import InfusionNetError
 from infusionnet.runtime.metrics import psnr
+from infusionnet.runtime.model_choice import describe
 
 from . import memory
 from .timing import StageTimer, latency_stats, measure
@@ -55,7 +56,7 @@ class BenchConfig:
     def settings(self) -> dict:
         return {"mode": self.mode, "batch": self.batch, "warmup": self.warmup, "iterations": self.iterations,
                 "seconds": self.seconds, "threads": self.threads, "style_size": self.style_size,
-                "device": self.device, "checkpoint": self.checkpoint or "untrained-seed-0",
+                "device": self.device, "checkpoint": describe(self.checkpoint),
                 "content_sample": CONTENT_SAMPLE, "style_sample": STYLE_SAMPLE, "torch_flush_denormal": True}
 
 
@@ -290,7 +291,8 @@ def plan_rows(config: BenchConfig) -> List[Tuple[str, str, Optional[str]]]:
 def run_benchmark(config: BenchConfig, progress: Optional[Callable[[str], None]] = None) -> List[dict]:
     import torch
 
-    from infusionnet.models import build_model, load_checkpoint, validate_style_size
+    from infusionnet.models import validate_style_size
+    from infusionnet.models.default_model import resolve_network
 
     progress = progress or (lambda text: None)
     if config.threads:
@@ -298,8 +300,7 @@ def run_benchmark(config: BenchConfig, progress: Optional[Callable[[str], None]]
     # Untrained weights leave denormal floats in the style path, which slow CPU convolutions many
     # times over; flushing them for every torch row (the reference too) keeps speed-ups honest.
     torch.set_flush_denormal(True)
-    model = (load_checkpoint(config.checkpoint, config.variant) if config.checkpoint
-             else build_model(config.variant or "infusionnet", seed=0))
+    model = resolve_network(config.checkpoint, config.variant)[0]
     validate_style_size(model.variant, config.style_size)
     if config.device == "cuda" and not torch.cuda.is_available():
         raise BenchError("--device cuda asked for, but PyTorch sees no CUDA GPU")

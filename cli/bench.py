@@ -4,6 +4,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from infusionnet.runtime.model_choice import CHECKPOINT_HELP
+
 DESCRIPTION = """\
 Benchmark latency, throughput, memory and accuracy across backends, precisions and resolutions.
 
@@ -43,7 +45,7 @@ def register(subparsers) -> None:
     parser.add_argument("--threads", type=int, help="CPU threads for torch and ONNX Runtime (default: library default)")
     parser.add_argument("--style-size", type=int, default=256, help="style image size (default: %(default)s)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="device of the torch rows")
-    parser.add_argument("--checkpoint", help="checkpoint to benchmark (default: untrained network, seed 0)")
+    parser.add_argument("--checkpoint", help=CHECKPOINT_HELP)
     parser.add_argument("--variant", choices=("infusionnet", "aesfa"))
     parser.add_argument("--no-reference", action="store_true", help="skip the reference rows (no speed-ups)")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots (no matplotlib needed)")
@@ -72,9 +74,6 @@ def run(args) -> int:
         checkpoint=args.checkpoint, variant=args.variant, style_size=args.style_size, device=args.device,
         reference=not args.no_reference,
         workdir=str(Path(args.output) / "exports") if args.keep_exports else None)
-    if not args.checkpoint:
-        console.print("[yellow]warning: no --checkpoint: benchmarking an untrained network (seed 0); "
-                      "speed is representative, accuracy figures compare exported forms with PyTorch[/]")
 
     total = len(config.sizes) * (len(runner.plan_rows(config)) + 2 * int(config.reference))
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn

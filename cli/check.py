@@ -9,8 +9,8 @@ Run an exported form and the PyTorch FP32 model it came from on the same inputs,
 
 MODEL_DIR is an ONNX export (manifest.json; --backend onnxruntime, or torch to check PyTorch
 FP16) or a TensorRT engine directory (engines.json; --backend tensorrt). The reference model is
-found through the manifest: untrained exports are rebuilt from their seed, trained ones need the
-checkpoint (--checkpoint, verified by sha256).
+found through the manifest: untrained exports are rebuilt from their seed, the bundled default
+model is found by itself, other checkpoints are named by --checkpoint (verified by sha256).
 
 Inputs: random images and the built-in sample photos x textures at the export's size; dynamic
 graphs also at a second size (TensorRT: the profile's opt, min and max), or at --sizes.

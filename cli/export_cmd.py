@@ -2,6 +2,7 @@
 import argparse
 
 from infusionnet.runtime.errors import InfusionNetError
+from infusionnet.runtime.model_choice import CHECKPOINT_HELP
 
 DESCRIPTION = """\
 Export the network to ONNX and check exported graphs for TensorRT.
@@ -39,7 +40,7 @@ at the same accuracy, but TensorRT cannot build it.
 
 ONNX_EPILOG = """\
 examples:
-  infusionnet export onnx -o exports/demo                      # untrained demo net, split graphs
+  infusionnet export onnx -o exports/demo                      # default model, split graphs
   infusionnet export onnx --checkpoint main.pth --graph split --content-size 512x512 -o exports/split
   infusionnet export onnx --checkpoint main.pth --graph baked --style-image sample:hubble_deep_field \\
       --precision int8 --calibration photos/ -o exports/baked-int8
@@ -86,11 +87,10 @@ def _register_onnx(commands) -> None:
                             description=ONNX_DESCRIPTION, epilog=ONNX_EPILOG,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory (graphs + manifest.json)")
-    p.add_argument("--checkpoint", metavar="CKPT",
-                   help="the authors' .pth or this project's .safetensors (default: untrained demo network)")
+    p.add_argument("--checkpoint", metavar="CKPT", help=CHECKPOINT_HELP)
     p.add_argument("--variant", choices=("infusionnet", "aesfa"),
                    help="network variant (detected from the checkpoint; infusionnet without one)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the untrained demo network (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of --checkpoint untrained (default: %(default)s)")
     p.add_argument("--graph", choices=("full", "split", "baked"), default="split",
                    help="which graphs to write (default: %(default)s)")
     p.add_argument("--batch", type=int, default=1, metavar="B", help="batch size, fixed in the graphs (default: 1)")

@@ -26,7 +26,7 @@ OPTIONAL_PACKAGES = {
 
 EPILOG = """\
 examples:
-  infusionnet stylize --output out/                      # built-in sample images, untrained demo net
+  infusionnet stylize --output out/                      # built-in sample images, default model
   infusionnet stylize --checkpoint main.pth --content photo.jpg --style sample:hubble_deep_field -o out/
 run `infusionnet COMMAND --help` for each command's options.
 """

@@ -4,12 +4,9 @@ import sys
 from pathlib import Path
 
 from infusionnet.runtime.errors import InfusionNetError
+from infusionnet.runtime.model_choice import CHECKPOINT_HELP, DEFAULT_MODEL_SUMMARY
 
 DEFAULT_STYLE = "sample:hubble_deep_field"
-UNTRAINED_WARNING = (
-    "warning: no --checkpoint given, so this runs an UNTRAINED network (fixed seed {seed}): "
-    "outputs show the pipeline working, not meaningful stylizations. For real weights use the "
-    "authors' AesFA release (main.pth, --checkpoint main.pth) or train your own with `infusionnet train`.")
 
 DESCRIPTION = """\
 Stylize content images with style images: the PyTorch model (the reference path), or with
@@ -19,7 +16,8 @@ torch (the deployed path: the export fixes the style size, and static exports th
 Every content image is stylized with every style image; each style is encoded once. Outputs are
 named CONTENT__STYLE.png in --output (CONTENT__STYLE+STYLE_LOW.png with --style-low), written
 atomically. Images may be paths, folders (content only) or built-in samples (sample:NAME).
-"""
+
+Without --checkpoint, """ + DEFAULT_MODEL_SUMMARY + ".\n"
 
 EPILOG = """\
 size specs (--size):
@@ -29,7 +27,7 @@ size specs (--size):
   square:256  shorter side to 256 then centre crop, as the authors' test does
 
 examples:
-  infusionnet stylize -o out/                                 # samples, untrained demo network
+  infusionnet stylize -o out/                                 # built-in samples, default model
   infusionnet stylize --checkpoint main.pth --content photos/ --style art.jpg -o out/
   infusionnet stylize --checkpoint main.pth --content a.jpg --style s1.jpg s2.jpg --grid -o out/
   infusionnet stylize --checkpoint main.pth --content a.jpg --style s1.jpg --style-low s2.jpg \\
@@ -60,11 +58,10 @@ def register(subparsers) -> None:
     parser.add_argument("--frequencies", action="store_true",
                         help="also write the high- and low-frequency images (_high, _low)")
     parser.add_argument("--grid", action="store_true", help="also write a content | style | result image")
-    parser.add_argument("--checkpoint", metavar="CKPT",
-                        help="the authors' .pth or this project's .safetensors (default: untrained demo)")
+    parser.add_argument("--checkpoint", metavar="CKPT", help=CHECKPOINT_HELP)
     parser.add_argument("--variant", choices=("infusionnet", "aesfa"),
                         help="network variant (detected from the checkpoint; default infusionnet without one)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the untrained demo network")
+    parser.add_argument("--seed", type=int, default=0, help="seed of --checkpoint untrained")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="torch device")
     parser.add_argument("--model", metavar="DIR",
                         help="an ONNX export (manifest.json) or TensorRT engine directory (engines.json) to run "
@@ -187,11 +184,8 @@ def _content_paths(args_content, samples, images):
 
 
 def _load_model(args):
-    from infusionnet.models import build_model, load_checkpoint
-    if args.checkpoint:
-        return load_checkpoint(args.checkpoint, variant=args.variant)
-    print(UNTRAINED_WARNING.format(seed=args.seed), file=sys.stderr)
-    return build_model(args.variant or "infusionnet", seed=args.seed)
+    from infusionnet.models.default_model import resolve_network
+    return resolve_network(args.checkpoint, args.variant, args.seed)[0]
 
 
 def _device(name: str, torch):

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from infusionnet.runtime.errors import InfusionNetError
+from infusionnet.runtime.model_choice import CHECKPOINT_HELP, describe
 
 DEFAULT_STYLE = "sample:hubble_deep_field"
 
@@ -56,9 +57,9 @@ def register(subparsers) -> None:
     model.add_argument("--backend", choices=("torch", "onnxruntime", "tensorrt"), default="onnxruntime",
                        help="backend for --model (default: %(default)s)")
     model.add_argument("--checkpoint", metavar="CKPT",
-                       help="without --model: run this checkpoint in PyTorch (default: untrained demo network)")
+                       help="without --model: run this checkpoint in PyTorch; " + CHECKPOINT_HELP)
     model.add_argument("--variant", choices=("infusionnet", "aesfa"), help="network variant for --checkpoint")
-    model.add_argument("--seed", type=int, default=0, help="seed of the untrained demo network")
+    model.add_argument("--seed", type=int, default=0, help="seed of --checkpoint untrained")
     model.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="torch device (PyTorch path)")
     model.add_argument("--style-size", type=int, default=256, metavar="S",
                        help="PyTorch path: styles are centre-cropped to SxS (default: %(default)s)")
@@ -203,16 +204,12 @@ class TorchFrameStylizer:
     @classmethod
     def from_args(cls, args) -> "TorchFrameStylizer":
         import torch
-        from infusionnet.cli.stylize import UNTRAINED_WARNING
-        from infusionnet.models import build_model, load_checkpoint, validate_style_size
+        from infusionnet.models import validate_style_size
+        from infusionnet.models.default_model import resolve_network
 
         if args.device == "cuda" and not torch.cuda.is_available():
             raise InfusionNetError("--device cuda asked for, but PyTorch sees no CUDA GPU on this machine")
-        if args.checkpoint:
-            model = load_checkpoint(args.checkpoint, variant=args.variant)
-        else:
-            print(UNTRAINED_WARNING.format(seed=args.seed), file=sys.stderr)
-            model = build_model(args.variant or "infusionnet", seed=args.seed)
+        model = resolve_network(args.checkpoint, args.variant, args.seed)[0]
         validate_style_size(model.variant, args.style_size)
         return cls(model, args.style_size, args.device)
 
@@ -250,7 +247,7 @@ def _benchmark(args, styles, size) -> int:
         close = getattr(stylizer, "close", None)
         if close:
             close()
-    result["model"] = args.model or args.checkpoint or f"untrained {args.variant or 'infusionnet'} (seed {args.seed})"
+    result["model"] = args.model or describe(args.checkpoint, args.seed)
     result["backend"] = args.backend if args.model else f"torch-{args.device}"
     print("\n".join(format_lines(result)))
     if args.bench_json:

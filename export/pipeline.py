@@ -24,6 +24,7 @@ import torch
 from infusionnet.runtime import manifest as manifest_schema
 from infusionnet.runtime.errors import InfusionNetError
 from infusionnet.runtime.fileio import atomic_directory, file_sha256
+from infusionnet.runtime.model_choice import is_untrained
 from infusionnet.runtime.manifest import Manifest, TensorSpec
 
 from . import calibration as calib
@@ -33,10 +34,6 @@ from .simplify import dynamic_weight_convs, simplify
 from .trace import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, exportable, trace
 from .verify import Tolerances, TorchReference, Verification, print_table, verify
 
-UNTRAINED_WARNING = (
-    "warning: no --checkpoint given, so this exports an UNTRAINED network (fixed seed {seed}): the "
-    "graphs are structurally identical to a trained one (same operators, shapes and TensorRT "
-    "behaviour) but their outputs are meaningless. Pass --checkpoint main.pth for real weights.")
 TRT_VERSIONS = ("8.2", "8.5", "8.6", "10")
 DEFAULT_CALIBRATION_BATCHES = 16
 NORMALIZATION_SCALE = "pixel / 255, then (x - mean) / std per channel; outputs the same way back"
@@ -132,7 +129,7 @@ def validate_config(config: ExportConfig) -> None:
             fail("--calibration only applies to --precision int8")
         if not Path(config.calibration).is_dir():
             fail(f"--calibration {config.calibration}: no such folder")
-    if config.checkpoint is not None:
+    if config.checkpoint is not None and not is_untrained(config.checkpoint):
         path = Path(config.checkpoint)
         if not path.is_file():
             fail(f"--checkpoint {path}: " + ("is a directory, expected a .pth or .safetensors file"
@@ -158,17 +155,13 @@ def _style_path(text: str) -> Path:
 
 # -- step 1: the model ---------------------------------------------------------------------------
 
-def load_model(config: ExportConfig, warn=None) -> LoadedModel:
-    """The checkpoint's network (strict load), or a deterministic untrained one with a warning."""
-    from infusionnet.models import build_model, load_checkpoint, validate_style_size
+def load_model(config: ExportConfig) -> LoadedModel:
+    """The network ``config.checkpoint`` selects (strict load): a file, the bundled default model
+    (none given) or the seeded untrained network ("untrained")."""
+    from infusionnet.models import validate_style_size
+    from infusionnet.models.default_model import resolve_network
 
-    if config.checkpoint:
-        model = load_checkpoint(config.checkpoint, variant=config.variant)
-        info = {"file": Path(config.checkpoint).name, "sha256": file_sha256(config.checkpoint)}
-    else:
-        (warn or _stderr)(UNTRAINED_WARNING.format(seed=config.seed))
-        model = build_model(config.variant or "infusionnet", seed=config.seed)
-        info = {"file": None, "sha256": f"untrained-seed-{config.seed}"}
+    model, info = resolve_network(config.checkpoint, config.variant, config.seed)
     validate_style_size(model.variant, config.style_size)
     return LoadedModel(model.eval(), info)
 
@@ -378,8 +371,7 @@ def run_export(config: ExportConfig, console=None) -> Manifest:
 
     console = console or Console(stderr=True, highlight=False)
     validate_config(config)
-    # soft_wrap: long lines (paths, the warning) are left to the terminal, never hard-wrapped.
-    loaded = load_model(config, warn=lambda text: console.print(text, style="yellow", soft_wrap=True, markup=False))
+    loaded = load_model(config)
     model = loaded.model
 
     @contextmanager

@@ -23,6 +23,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .backend import Arrays, Backend, BackendError
+from .model_choice import untrained_seed
 
 CONTENT, STYLE, STYLIZED = "content", "style", "stylized"
 
@@ -188,31 +189,32 @@ class TorchBackend(Backend):
                 self.torch.set_flush_denormal(False)
 
 
-UNTRAINED_PREFIX = "untrained-seed-"
-
-
 def reference_model(manifest, checkpoint=None):
     """The PyTorch network an export was made from, found through its manifest.
 
     Untrained exports (checkpoint sha256 ``untrained-seed-N``) are rebuilt from the seed. Otherwise
-    the checkpoint is ``checkpoint`` or the file the manifest names (as given, or beside the
-    manifest), and its sha256 must match the manifest's: comparing against other weights would
-    make every accuracy number meaningless.
+    the checkpoint is ``checkpoint`` or the file the manifest names (as given, beside the manifest,
+    or the bundled default model of that name), and its sha256 must match the manifest's:
+    comparing against other weights would make every accuracy number meaningless.
     """
     import_torch()
     from infusionnet.models import build_model, file_sha256, load_checkpoint
+    from infusionnet.models.default_model import DEFAULT_CHECKPOINT
 
     recorded = manifest.data["checkpoint"]
     sha256 = recorded["sha256"]
-    if sha256.startswith(UNTRAINED_PREFIX):
+    seed = untrained_seed(sha256)
+    if seed is not None:
         if checkpoint is not None:
             raise BackendError(f"{manifest.location} was exported from an untrained network ({sha256}), not "
                                f"from {checkpoint}: drop --checkpoint")
-        return build_model(manifest.variant, seed=int(sha256[len(UNTRAINED_PREFIX):]))
+        return build_model(manifest.variant, seed=seed)
     candidates = [Path(checkpoint)] if checkpoint is not None else []
     if checkpoint is None and recorded.get("file"):
         named = Path(recorded["file"])
         candidates += [named] + ([manifest.directory / named.name] if manifest.directory else [])
+        if named.name == DEFAULT_CHECKPOINT.name:
+            candidates.append(DEFAULT_CHECKPOINT)
     found = next((p for p in candidates if p.is_file()), None)
     if found is None:
         where = f"{checkpoint} does not exist" if checkpoint is not None else \

@@ -11,7 +11,7 @@ from infusionnet.runtime.fileio import file_sha256
 from infusionnet.runtime.manifest import (MANIFEST_NAME, Manifest, graph_metadata,
                                           read_graph_metadata)
 
-SMALL = ["--content-size", "32x48", "--variant", "aesfa", "--style-size", "32"]
+SMALL = ["--content-size", "32x48", "--variant", "aesfa", "--style-size", "32", "--checkpoint", "untrained"]
 
 
 def _run(capsys, *argv):
@@ -109,10 +109,21 @@ def test_baked_export_with_a_checkpoint_and_overwrite(tmp_path, capsys, seeded_m
     assert code == 0 and not (output / "stale.txt").exists()
 
 
-def test_untrained_export_warns(tmp_path, capsys):
-    code, text = _run(capsys, "onnx", "--graph", "full", *SMALL, "-o", str(tmp_path / "full"))
-    assert code == 0 and "UNTRAINED network (fixed seed 0)" in text
-    assert "TensorRT compatibility" in text
+def test_default_export_records_the_bundled_model(tmp_path, capsys):
+    from infusionnet.models.default_model import DEFAULT_CHECKPOINT
+    output = tmp_path / "full"
+    code, text = _run(capsys, "onnx", "--graph", "full", "--content-size", "32x32", "--style-size", "96", "-o",
+                      str(output))
+    assert code == 0, text
+    assert "UNTRAINED" not in text and "TensorRT compatibility" in text
+    recorded = Manifest.load(output).data["checkpoint"]
+    assert recorded == {"file": DEFAULT_CHECKPOINT.name, "sha256": file_sha256(DEFAULT_CHECKPOINT)}
+
+
+def test_aesfa_without_a_checkpoint_is_a_clear_error(tmp_path, capsys):
+    code, text = _run(capsys, "onnx", "--variant", "aesfa", "-o", str(tmp_path / "x"))
+    assert code == 2 and "bundled default model is InfusionNet, not aesfa" in text
+    assert not (tmp_path / "x").exists()
 
 
 def _no_output_left(root):

@@ -28,6 +28,9 @@ def test_wheel_installs_everything_under_the_namespace(wheel):
     assert packages == {"models", "export", "runtime", "benchmarks", "cli"}
     assert "infusionnet/__init__.py" not in names  # PEP 420 namespace
     assert "infusionnet/export/trt_rules.json" in names  # package data the checker reads
+    # The bundled default model and its config.
+    assert {"infusionnet/models/weights/infusionnet-default.safetensors",
+            "infusionnet/models/weights/infusionnet-default.json"} <= set(names)
 
 
 def test_installed_wheel_runs_from_another_folder(wheel, tmp_path):
@@ -38,6 +41,8 @@ def test_installed_wheel_runs_from_another_folder(wheel, tmp_path):
             "import infusionnet.runtime.images, infusionnet.export.trt_compat as c, infusionnet.models\n"
             "assert infusionnet.models.__file__.startswith(sys.argv[1]), infusionnet.models.__file__\n"
             "assert c.known_versions()\n"
+            "from infusionnet.models.default_model import default_checkpoint\n"
+            "assert str(default_checkpoint()).startswith(sys.argv[1])\n"
             "from infusionnet.cli.main import main; sys.exit(main(['--help']))")
     # Run outside the repository so the source folders cannot be picked up by accident.
     result = subprocess.run([sys.executable, "-c", code, str(target)], capture_output=True, text=True, cwd=tmp_path)

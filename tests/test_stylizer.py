@@ -121,6 +121,7 @@ def test_model_directory_errors(tmp_path, split):
 
 def test_torch_reference_needs_the_exported_checkpoint(split, tmp_path):
     data = json.loads((split / "manifest.json").read_text())
+    data["checkpoint"] = {"file": None, "sha256": "untrained-seed-0"}
     with pytest.raises(BackendError, match="untrained network .* drop --checkpoint"):
         reference_model(Manifest(data, split), checkpoint=tmp_path / "main.pth")
     data["checkpoint"] = {"file": "main.pth", "sha256": "ab" * 32}

@@ -658,25 +658,25 @@ def test_cli_stylizes_a_file_like_single_images(tiny_clip, tmp_path, capsys):
     on each decoded frame alone."""
     from infusionnet.cli import video as cli_video
     from infusionnet.cli.main import main
-    from infusionnet.models import build_model
+    from infusionnet.models.default_model import resolve_network
     from infusionnet.runtime import images, samples
 
     out = tmp_path / "styled.mkv"
     code = main(["video", "--input", str(tiny_clip), "-o", str(out), "--fourcc", "FFV1", "--style-size", "96"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
-    assert "4 in, 4 out, 0 dropped" in captured.out and "UNTRAINED" in captured.err
+    assert "4 in, 4 out, 0 dropped" in captured.out and "UNTRAINED" not in captured.err
     written, (fps, width, height) = read_video(out)
     assert (len(written), fps, width, height) == (4, 8.0, WIDTH, HEIGHT)
 
-    reference = cli_video.TorchFrameStylizer(build_model("infusionnet", seed=0), style_size=96)
+    reference = cli_video.TorchFrameStylizer(resolve_network(None)[0], style_size=96)  # the default model
     reference.set_style(samples.load_image_arg(cli_video.DEFAULT_STYLE))
     for frame, got in zip(read_video(tiny_clip)[0], written):
         np.testing.assert_array_equal(got, reference.stylize(frame))
 
     # ... and the adapter is the model's own test path on the padded frame, cropped back
     import torch
-    model = build_model("infusionnet", seed=0)
+    model = reference.model
     frame = read_video(tiny_clip)[0][1]
     style, _ = images.prepare_image(samples.load_image_arg(cli_video.DEFAULT_STYLE), "square:96")
     rgb, restore = images.prepare_image(frame[:, :, ::-1], "keep")

@@ -1,0 +1,71 @@
+"""The bundled default model: what ships, how it loads, and that it really stylizes."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors import safe_open
+
+from infusionnet.cli.main import main
+from infusionnet.models import build_model, load_checkpoint
+from infusionnet.models.checkpoint import CheckpointError
+from infusionnet.models.default_model import DEFAULT_CHECKPOINT, default_checkpoint, resolve_network
+from infusionnet.runtime import images, samples
+from infusionnet.runtime.fileio import file_sha256
+
+
+def stylize(model, content: str, style: str, size: int = 256) -> np.ndarray:
+    square = images.parse_resize(f"square:{size}")
+    c = images.normalize(images.prepare_image(samples.load_sample(content), square)[0])
+    s = images.normalize(images.prepare_image(samples.load_sample(style), square)[0])
+    with torch.inference_mode():
+        return images.denormalize(model(torch.from_numpy(c), torch.from_numpy(s)).numpy())[0]
+
+
+@pytest.fixture(scope="module")
+def default_model():
+    return load_checkpoint(default_checkpoint())
+
+
+def test_ships_as_float16_safetensors_with_its_config():
+    assert DEFAULT_CHECKPOINT.stat().st_size < 12 * 2 ** 20
+    with safe_open(str(DEFAULT_CHECKPOINT), framework="pt") as f:
+        dtypes = {f.get_slice(key).get_dtype() for key in f.keys()}
+    assert dtypes == {"F16"}
+    config = json.loads(DEFAULT_CHECKPOINT.with_suffix(".json").read_text())
+    assert config["variant"] == "infusionnet" and config["trained_steps"] > 0
+    assert config["recipe"] == "scripts/train-default-model.sh"
+
+
+def test_loads_strictly_into_float32(default_model):
+    assert default_model.variant == "infusionnet"
+    assert {p.dtype for p in default_model.parameters()} == {torch.float32}
+    fresh = build_model("infusionnet")
+    assert default_model.state_dict().keys() == fresh.state_dict().keys()
+
+
+def test_output_has_structure_and_follows_the_style(default_model):
+    """The untrained network gave one flat colour (per-channel std < 0.02 of the range)."""
+    hubble = stylize(default_model, "astronaut", "hubble_deep_field").astype(np.float32) / 255
+    retina = stylize(default_model, "astronaut", "retina").astype(np.float32) / 255
+    assert hubble.reshape(-1, 3).std(axis=0).min() > 0.05
+    # Different styles give visibly different results (mean colour differs).
+    assert np.abs(hubble.mean(axis=(0, 1)) - retina.mean(axis=(0, 1))).max() > 0.03
+
+
+def test_resolve_network_choices(tmp_path):
+    model, info = resolve_network(None)
+    assert info == {"file": DEFAULT_CHECKPOINT.name, "sha256": file_sha256(DEFAULT_CHECKPOINT)}
+    model, info = resolve_network("untrained", "aesfa", seed=3)
+    assert model.variant == "aesfa" and info == {"file": None, "sha256": "untrained-seed-3"}
+    seeded = build_model("aesfa", seed=3)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), seeded.state_dict().values()))
+    with pytest.raises(CheckpointError, match="bundled default model is InfusionNet, not aesfa"):
+        resolve_network(None, "aesfa")
+
+
+def test_stylize_help_says_what_the_default_is(capsys):
+    with pytest.raises(SystemExit):
+        main(["stylize", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "bundled default model" in text and "HED's VGG16" in text and "'untrained'" in text
