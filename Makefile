@@ -8,8 +8,10 @@ PY := $(VENV)/bin/python
 setup:
 	@VENV=$(VENV) scripts/bootstrap.sh
 
+# The bundled default model on scikit-image's sample photos, four styles: outputs/demo/sheet.png.
+DEMO_STYLES := sample:hubble_deep_field sample:ihc sample:retina sample:brick
 demo: setup
-	$(VENV)/bin/infusionnet stylize --grid --output outputs/demo
+	$(VENV)/bin/infusionnet stylize --style $(DEMO_STYLES) --grid --sheet --output outputs/demo
 
 # runtime/ must stay importable on Jetson's Python 3.8 (JetPack 5).
 lint-py38: setup

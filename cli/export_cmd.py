@@ -112,6 +112,9 @@ def _register_onnx(commands) -> None:
                    help="INT8 calibration method (default: %(default)s)")
     p.add_argument("--calibration-batches", type=int, default=16, metavar="N",
                    help="use at most N batches of calibration images (default: %(default)s)")
+    p.add_argument("--int8-keep-float", nargs="+", metavar="NODE",
+                   help="static-weight layers (ONNX node names) to leave in float in an INT8 export: the ones "
+                        "INT8 hurts most, as `python -m infusionnet.benchmarks.int8_sensitivity` finds them")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset, 13..20 (TensorRT 8.2 needs 13) (default: %(default)s)")
     p.add_argument("--max-abs", type=float, default=1e-3, metavar="E",
                    help="FP32 graphs fail verification above this max abs error (default: %(default)g)")
@@ -155,7 +158,7 @@ def config_from_args(args):
         style_size=args.style_size, style_image=args.style_image, dynamic_size=args.dynamic_size,
         precision=args.precision, calibration=args.calibration, calibration_method=args.calibration_method,
         int8_target=args.int8_target,
-        calibration_batches=args.calibration_batches, opset=args.opset, overwrite=args.overwrite,
+        calibration_batches=args.calibration_batches, int8_keep_float=tuple(args.int8_keep_float or ()), opset=args.opset, overwrite=args.overwrite,
         tolerances=Tolerances(args.max_abs, args.fp16_min_psnr, args.int8_min_psnr))
 
 

@@ -7,6 +7,7 @@ from infusionnet.runtime.errors import InfusionNetError
 from infusionnet.runtime.model_choice import CHECKPOINT_HELP, DEFAULT_MODEL_SUMMARY
 
 DEFAULT_STYLE = "sample:hubble_deep_field"
+SHEET_TILE = 192  # px, each picture of --sheet
 
 DESCRIPTION = """\
 Stylize content images with style images: the PyTorch model (the reference path), or with
@@ -58,6 +59,9 @@ def register(subparsers) -> None:
     parser.add_argument("--frequencies", action="store_true",
                         help="also write the high- and low-frequency images (_high, _low)")
     parser.add_argument("--grid", action="store_true", help="also write a content | style | result image")
+    parser.add_argument("--sheet", action="store_true",
+                        help="also write sheet.png: the styles across the top, a row per content image with "
+                             "its results (one picture of the whole run)")
     parser.add_argument("--checkpoint", metavar="CKPT", help=CHECKPOINT_HELP)
     parser.add_argument("--variant", choices=("infusionnet", "aesfa"),
                         help="network variant (detected from the checkpoint; default infusionnet without one)")
@@ -106,12 +110,14 @@ def run(args) -> int:
         task = progress.add_task("", total=jobs)
         low_tensor = load_style(style_low_path)[1] if style_low_path else None
         styles = []
+        sheet_rows = []  # (content, results...) thumbnails for --sheet; small, so memory stays bounded
         for path in style_paths:  # encode each style once, reuse its kernels for every content
             rgb, tensor = load_style(path)
             styles.append((path, rgb, model.style_kernels(tensor, low_tensor)))
         for content_path in content_paths:
             content_rgb, restore = images.prepare_image(images.read_image(content_path), resize)
             features = model.encode_content(torch.from_numpy(images.normalize(content_rgb)).to(device))
+            sheet_row = [_thumbnail(images.restore_image(content_rgb, restore), images)]
             for style_path, style_rgb, kernels in styles:
                 progress.update(task, description=f"{content_path.name} x {style_path.name}")
                 out, high, low = (images.restore_image(images.denormalize(t.float().cpu().numpy())[0], restore)
@@ -125,8 +131,16 @@ def run(args) -> int:
                     grid = images.make_grid([images.restore_image(content_rgb, restore), style_rgb, out],
                                             labels=["content", "style", "stylized"])
                     images.write_image(output / f"{name}_grid.png", grid)
+                sheet_row.append(_thumbnail(out, images))
                 written += 1
                 progress.advance(task)
+            if args.sheet:
+                sheet_rows.append(sheet_row)
+    if args.sheet:
+        sheet = images.contact_sheet([rgb for _, rgb, _ in styles], [p.stem for p, _, _ in styles], sheet_rows,
+                                     height=SHEET_TILE)
+        images.write_image(output / "sheet.png", sheet)
+        print(f"wrote {output / 'sheet.png'}")
     print(f"wrote {written} stylized image{'s' if written != 1 else ''} to {output}/")
     return 0
 
@@ -136,6 +150,8 @@ def _run_model(args, resize, content_paths, style_paths) -> int:
     from infusionnet.runtime import images
     from infusionnet.runtime.stylizer import Stylizer
 
+    if args.sheet:
+        raise InfusionNetError("--sheet is only available on the PyTorch path (without --model)")
     if not args.model:
         raise InfusionNetError(f"--backend {args.backend} needs --model DIR (an ONNX export or TensorRT engine "
                                "directory; make one with `infusionnet export onnx`)")
@@ -171,6 +187,13 @@ def _run_model(args, resize, content_paths, style_paths) -> int:
                 written += 1
     print(f"wrote {written} stylized image{'s' if written != 1 else ''} to {output}/")
     return 0
+
+
+def _thumbnail(rgb, images):
+    """Shorter side to SHEET_TILE: what --sheet keeps of each image."""
+    scale = SHEET_TILE / min(rgb.shape[:2])
+    return images.resize_array(rgb, max(SHEET_TILE, round(rgb.shape[0] * scale)),
+                               max(SHEET_TILE, round(rgb.shape[1] * scale)))
 
 
 def _content_paths(args_content, samples, images):

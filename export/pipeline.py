@@ -64,6 +64,7 @@ class ExportConfig:
     calibration_method: str = "minmax"
     int8_target: Optional[str] = None  # "tensorrt" (default for int8) or "cpu"; see precision.py
     calibration_batches: int = DEFAULT_CALIBRATION_BATCHES
+    int8_keep_float: Tuple[str, ...] = ()  # static-weight nodes left in float (int8_sensitivity)
     opset: int = DEFAULT_OPSET
     overwrite: bool = False
     tolerances: Tolerances = field(default_factory=Tolerances)
@@ -97,6 +98,8 @@ def validate_config(config: ExportConfig) -> None:
         fail(f"--batch {config.batch} must be between 1 and 64 (it is fixed in the graph)")
     if not MIN_OPSET <= config.opset <= MAX_OPSET:
         fail(f"--opset {config.opset} is not supported; choose {MIN_OPSET}..{MAX_OPSET} (default {DEFAULT_OPSET})")
+    if config.int8_keep_float and config.precision != "int8":
+        fail("--int8-keep-float only applies to --precision int8")
     if config.calibration_batches < 1:
         fail(f"--calibration-batches {config.calibration_batches} must be at least 1")
     validate_content_size(*config.content_size)
@@ -225,7 +228,8 @@ def apply_precision(fp32: Dict[str, Path], config: ExportConfig, directory: Path
                                limit=config.calibration_batches)
         info = {"method": config.calibration_method, "source": description, "batches": len(pairs),
                 "batch": config.batch, "target": runtime,
-                "quantized_ops": list(INT8_OPS_BY_TARGET[runtime]), "float_dynamic_convs": {}}
+                "quantized_ops": list(INT8_OPS_BY_TARGET[runtime]), "float_dynamic_convs": {},
+                "float_layers": list(config.int8_keep_float)}
     for role, path in fp32.items():
         target = Path(directory) / path.name
         if config.precision == "fp16":
@@ -235,7 +239,8 @@ def apply_precision(fp32: Dict[str, Path], config: ExportConfig, directory: Path
             reader = calib.RoleFeed(pairs, role, reference.kernels)
             with _step(progress, f"quantize {role} graph to INT8 QDQ for {runtime} "
                                  f"({config.calibration_method}, {len(pairs)} batches of {description})"):
-                to_int8(path, target, reader, config.calibration_method, int8_target=runtime)
+                to_int8(path, target, reader, config.calibration_method, int8_target=runtime,
+                        keep_float=config.int8_keep_float)
             info["float_dynamic_convs"][role] = len(dynamic_weight_convs(onnx.load(str(path))))
         out[role] = target
     return out, info

@@ -22,7 +22,7 @@ import logging
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import onnx
 
@@ -103,9 +103,14 @@ def calibrate(source: Path, reader, method: str, cache: Path, op_types=INT8_OPS,
 
 
 def to_int8(source: Path, target: Path, reader, method: str = "minmax", pre_process: bool = False,
-            int8_target: str = "tensorrt") -> Path:
+            int8_target: str = "tensorrt", keep_float: Sequence[str] = (),
+            calibration_cache: Optional[Path] = None) -> Path:
     """Write the QDQ INT8 version of ``source`` for ``int8_target`` to ``target``, calibrated on
     ``reader``'s feeds.
+
+    ``keep_float``: names of static-weight nodes left in float (the layers INT8 hurts most, see
+    ``benchmarks.int8_sensitivity``). ``calibration_cache``: a file of activation ranges to reuse
+    (written on the first call), so that many quantizations of one graph calibrate once.
 
     ``pre_process`` runs ORT's quant_pre_process first. Off by default: on graphs already
     simplified by onnxslim it gave the identical quantized graph and accuracy (measured on the
@@ -118,7 +123,7 @@ def to_int8(source: Path, target: Path, reader, method: str = "minmax", pre_proc
     source, target = Path(source), Path(target)
     cpu = int8_target == "cpu"
     op_types = INT8_OPS_BY_TARGET[int8_target]
-    excluded = [node.name for node in dynamic_weight_convs(onnx.load(str(source)))]
+    excluded = [node.name for node in dynamic_weight_convs(onnx.load(str(source)))] + list(keep_float)
     with tempfile.TemporaryDirectory(prefix="infusionnet-int8-") as scratch:
         model_in = source
         if pre_process:
@@ -138,8 +143,9 @@ def to_int8(source: Path, target: Path, reader, method: str = "minmax", pre_proc
         activation_type = QuantType.QUInt8 if cpu else QuantType.QInt8
         try:
             if "calibration_cache_path" in inspect.signature(quantize_static).parameters:
-                cache = calibrate(model_in, reader, method, Path(scratch) / "calibration.json", op_types,
-                                  symmetric=not cpu)
+                cache = Path(calibration_cache) if calibration_cache else Path(scratch) / "calibration.json"
+                if not cache.is_file():
+                    calibrate(model_in, reader, method, cache, op_types, symmetric=not cpu)
                 calibration = {"calibration_data_reader": None, "calibration_cache_path": str(cache)}
             else:  # older ORT: let quantize_static calibrate (its entropy then equals minmax)
                 options["CalibTensorRangeSymmetric"] = not cpu

@@ -608,7 +608,7 @@ class Trainer:
         """content | style | stylized for the first images of the last batch."""
         if self._last_batch is None:
             return
-        from infusionnet.runtime.images import denormalize, make_grid, write_image
+        from infusionnet.runtime.images import denormalize, make_grid, stack_rows, write_image
         content, style, output = (t[:rows].detach().float().cpu().numpy() for t in self._last_batch)
         labels = ["content", "style", f"step {self.step}"]
         lines = [make_grid([c, s, o], labels=labels if i == 0 else None, height=min(256, c.shape[0]))
@@ -662,18 +662,6 @@ def resume_config(path, overrides: dict) -> Tuple[TrainConfig, List[str]]:
     return config, notes
 
 
-def stack_rows(rows: Sequence[np.ndarray], gap: int = 8) -> np.ndarray:
-    """Stack RGB rows of possibly different widths on a white background."""
-    width = max(row.shape[1] for row in rows)
-    height = sum(row.shape[0] for row in rows) + gap * (len(rows) - 1)
-    canvas = np.full((height, width, 3), 255, np.uint8)
-    y = 0
-    for row in rows:
-        canvas[y:y + row.shape[0], :row.shape[1]] = row
-        y += row.shape[0] + gap
-    return canvas
-
-
 @torch.no_grad()
 def evaluate_samples(model: StyleTransferNetwork, path, size: int = 256, device="cpu",
                      content_names: Optional[Sequence[str]] = None,
@@ -706,7 +694,7 @@ def evaluate_samples(model: StyleTransferNetwork, path, size: int = 256, device=
     finally:
         model.train(was_training)
     path = Path(path)
-    images.write_image(path, stack_rows(rows))
+    images.write_image(path, images.stack_rows(rows))
     return path
 
 

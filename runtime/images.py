@@ -687,6 +687,34 @@ def make_grid(images: Sequence[np.ndarray], labels: Optional[Sequence[str]] = No
     return grid
 
 
+def stack_rows(rows: Sequence[np.ndarray], gap: int = 8) -> np.ndarray:
+    """Stack RGB rows of possibly different widths on a white background, left-aligned."""
+    width = max(row.shape[1] for row in rows)
+    height = sum(row.shape[0] for row in rows) + gap * (len(rows) - 1)
+    canvas = np.full((height, width, 3), 255, np.uint8)
+    y = 0
+    for row in rows:
+        canvas[y:y + row.shape[0], :row.shape[1]] = row
+        y += row.shape[0] + gap
+    return canvas
+
+
+def contact_sheet(styles: Sequence[np.ndarray], style_labels: Sequence[str],
+                  rows: Sequence[Sequence[np.ndarray]], height: int = 192) -> np.ndarray:
+    """A header row of the style images, then one row per content image: the content, then its
+    stylizations in the styles' order. Tiles are centre-cropped squares, so columns line up."""
+    def square(image):
+        image = np.asarray(image)
+        side = min(image.shape[:2])
+        top, left = (image.shape[0] - side) // 2, (image.shape[1] - side) // 2
+        return image[top:top + side, left:left + side]
+
+    blank = np.full((height, height, 3), 255, np.uint8)
+    lines = [make_grid([blank] + [square(s) for s in styles], labels=[""] + list(style_labels), height=height)]
+    lines += [make_grid([square(tile) for tile in row], height=height) for row in rows]
+    return stack_rows(lines)
+
+
 def _label(text: str, width: int, height: int) -> np.ndarray:
     """Black text centred on a white strip of its own (so nothing spills onto the images)."""
     strip = np.full((height, width, 3), 255, np.uint8)

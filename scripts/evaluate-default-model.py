@@ -19,7 +19,6 @@ import numpy as np
 import torch
 
 from infusionnet.models.default_model import resolve_network
-from infusionnet.models.training import stack_rows
 from infusionnet.runtime import images, samples
 
 HELD_OUT_CONTENT = ("astronaut", "coffee", "chelsea")
@@ -34,17 +33,15 @@ def held_out_grid(model, styles, size: int) -> np.ndarray:
         return rgb, torch.from_numpy(images.normalize(rgb))
 
     loaded_styles = [load(s) for s in styles]
-    blank = np.full((size, size, 3), 255, np.uint8)
-    labels = [""] + [Path(s).stem.split("_")[0] if not s.startswith("sample:") else s[7:] for s in styles]
-    rows = [images.make_grid([blank] + [rgb for rgb, _ in loaded_styles], labels=labels, height=size)]
+    labels = [s[len("sample:"):] if s.startswith("sample:") else Path(s).stem.split("_")[0] for s in styles]
+    rows = []
     with torch.inference_mode():
         kernels = [model.style_kernels(tensor) for _, tensor in loaded_styles]
         for name in HELD_OUT_CONTENT:
             rgb, tensor = load(f"sample:{name}")
             features = model.encode_content(tensor)
-            outputs = [images.denormalize(model.decode(features, k)[0].numpy())[0] for k in kernels]
-            rows.append(images.make_grid([rgb] + outputs, height=size))
-    return stack_rows(rows)
+            rows.append([rgb] + [images.denormalize(model.decode(features, k)[0].numpy())[0] for k in kernels])
+    return images.contact_sheet([rgb for rgb, _ in loaded_styles], labels, rows, height=size)
 
 
 def plot_losses(metrics: Path, destination: Path) -> None:

@@ -103,3 +103,15 @@ def test_console_script_help_teaches_with_examples():
     result = subprocess.run([sys.executable, "-m", "infusionnet.cli.main", "stylize", "--help"],
                             capture_output=True, text=True, check=True)
     assert "examples:" in result.stdout and "square:256" in result.stdout
+
+
+def test_sheet_puts_every_result_in_one_picture(pictures, tmp_path):
+    folder, style, style2 = pictures
+    out = tmp_path / "out"
+    assert main(["stylize", "--content", str(folder), "--style", str(style), str(style2), "--style-size", "96",
+                 "--size", "keep", "--sheet", "-o", str(out)]) == 0
+    sheet = cv2.imread(str(out / "sheet.png"))
+    tile = 192
+    # A header row and one row per content (2); a blank corner and 2 style columns + the content.
+    assert sheet.shape[0] > 3 * tile and sheet.shape[1] >= 3 * tile + 2 * 8
+    assert main(["stylize", "--model", str(tmp_path), "--sheet", "-o", str(out)]) == 2

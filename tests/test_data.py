@@ -119,3 +119,34 @@ def test_loader_workers_give_the_same_batches(folders):
 def test_stream_rejects_bad_settings(folders):
     with pytest.raises(DataError, match="smaller than the crop"):
         PairStream.from_folders(*folders, crop=64, load_size=32)
+
+
+def test_sources_mix_folders_files_and_samples(folders):
+    from infusionnet.models.data import collect_images
+    content, style = folders
+    single = sorted(style.rglob("*.png"))[0]
+    found = collect_images([str(content), str(single), "sample:rocket", str(single)], "content")
+    assert len(found) == 5 + 1 + 1  # duplicates dropped, order kept
+    assert found[-1].name == "rocket.jpg" and found[5] == single
+    with pytest.raises(DataError, match="unknown sample"):
+        collect_images(["sample:nope"], "style")
+    with pytest.raises(DataError, match="not an image file"):
+        collect_images([str(content / "notes.txt")], "content")
+
+
+def test_augmentation_is_deterministic_and_varies_scale_flip_and_hue(folders):
+    from infusionnet.models.data import rotate_hue
+    stream = PairStream.from_folders(*folders, crop=32, load_size=48, seed=2, augment=True)
+    again = PairStream.from_folders(*folders, crop=32, load_size=48, seed=2, augment=True)
+    for draw in (0, 5, 11):
+        assert torch.equal(stream[draw]["style"], again[draw]["style"])
+        assert stream[draw]["content"].shape == (3, 32, 32)
+    plain = PairStream.from_folders(*folders, crop=32, load_size=48, seed=2)
+    assert any(not torch.equal(stream[d]["style"], plain[d]["style"]) for d in range(6))
+    # Hue rotation turns red into green and keeps grey grey.
+    red = np.zeros((4, 4, 3), np.uint8)
+    red[..., 0] = 200
+    green = rotate_hue(red, 120)
+    assert green[0, 0, 1] > 150 and green[0, 0, 0] < 40
+    grey = np.full((4, 4, 3), 128, np.uint8)
+    assert np.array_equal(rotate_hue(grey, 90), grey)

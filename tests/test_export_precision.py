@@ -211,3 +211,33 @@ def test_limits_per_precision():
     assert judge(kernels, "int8", limits).passed and kernels.limit.startswith("(")
     assert not judge(Check("style", "random", "kernels", max_abs=0.5, mean_abs=0.1), "fp32", limits).passed
     assert not judge(Check(max_abs=float("nan"), psnr_db=100, range_psnr_db=100, **image), "fp16", limits).passed
+
+
+def test_int8_keeps_named_layers_in_float(exported, tmp_path):
+    """--int8-keep-float: the named static-weight convs read float inputs and weights (no DQ)."""
+    from infusionnet.benchmarks.int8_sensitivity import quantizable_nodes
+    export = exported(("baked", "aesfa", 1, False))
+    source = export.paths["baked"]
+    graph = onnx.load(str(source))
+    convs = quantizable_nodes(graph, "tensorrt")
+    kinds = {node.name: node.op_type for node in graph.graph.node}
+    assert convs and {kinds[name] for name in convs} == {"Conv"}
+    keep = convs[:2]
+    reference = TorchReference(export.model, export.baked)
+    content, style, _ = calib.image_pairs(None)
+    pairs = calib.PairFeed(content, style, 1, CONTENT_SIZE, STYLE_SIZE["aesfa"], limit=2)
+    cache = tmp_path / "ranges.json"
+    target = tmp_path / "kept.onnx"
+    to_int8(source, target, calib.RoleFeed(pairs, "baked", reference.kernels), keep_float=keep,
+            calibration_cache=cache)
+    assert cache.is_file()  # written once, reused by later calls
+    model = onnx.load(str(target))
+    producers = _producers(model)
+    for node in model.graph.node:
+        if node.op_type != "Conv":
+            continue
+        fed_by_dq = any(producers.get(name) is not None and producers[name].op_type == "DequantizeLinear"
+                        for name in node.input[:2])
+        assert fed_by_dq == (node.name not in keep), node.name
+    # The cache alone is enough the second time: no reader needed.
+    to_int8(source, tmp_path / "again.onnx", None, calibration_cache=cache)
