@@ -85,6 +85,9 @@ def _probe(folder: Path, path: Path) -> None:
     try:
         fd, probe = tempfile.mkstemp(prefix=".infusionnet-write-check.", dir=str(folder))
     except OSError as error:
+        if error.errno == errno.ENOENT:  # the folder exists but refuses new files: /proc, /sys
+            raise OutputLocationError(f"cannot write {path}: {folder} does not accept new files (a virtual "
+                                      "file system such as /proc?); choose another location") from None
         raise OutputLocationError(describe_os_error(error, path, "write")) from None
     os.close(fd)
     os.unlink(probe)
