@@ -187,7 +187,9 @@ def _run_torch(args, resize, content_paths, style_paths, style_low_path, inputs)
     written = 0
     with torch.inference_mode(), Progress(
             TextColumn("[bold]stylize"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-            TextColumn("{task.description}"), transient=not sys.stderr.isatty()) as progress:
+            TextColumn("{task.description}"), transient=not sys.stderr.isatty(),
+            # Bad-input reports stay whole lines (rich would wrap them to the console width).
+            redirect_stderr=False) as progress:
         task = progress.add_task("", total=jobs)
         low_tensor = load_style(style_low_path)[1] if style_low_path else None
         styles = []
