@@ -60,6 +60,9 @@ def run(args) -> int:
     from rich.markup import escape
 
     from infusionnet.benchmarks import machine, report, runner
+    from infusionnet.runtime.fileio import check_output_location
+
+    check_output_location(args.output, directory=True)  # before minutes of measuring
 
     # A wide console even when piped: the table is the point of the command.
     console = Console(stderr=False, width=None if sys.stdout.isatty() else 160)

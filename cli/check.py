@@ -70,6 +70,32 @@ def backend_options(args) -> dict:
     return {}
 
 
+def _require_torch(backend: str) -> None:
+    """The reference is always the PyTorch model, whatever --backend runs the export."""
+    from infusionnet.cli.main import OPTIONAL_PACKAGES
+
+    try:
+        import torch  # noqa: F401 - loaded now anyway, for the reference
+    except ImportError:
+        raise InfusionNetError(f"`infusionnet check` always needs torch for the PyTorch FP32 reference (also with "
+                               f"--backend {backend}), and it is not installed: {OPTIONAL_PACKAGES['torch']}; on a "
+                               "torch-free board, run check on a machine with torch, or use `infusionnet video "
+                               "--benchmark` to time the export alone") from None
+
+
+def json_path(args) -> Path:
+    """Where the results go, checked before the comparison runs (a read-only export is common)."""
+    from infusionnet.runtime.fileio import OutputLocationError, check_output_location
+
+    path = Path(args.json) if args.json else Path(args.model_dir) / f"check-{args.backend}.json"
+    try:
+        return check_output_location(path)
+    except OutputLocationError as error:
+        if args.json:
+            raise
+        raise OutputLocationError(f"{error}; pass --json FILE to write the results elsewhere") from None
+
+
 def run(args) -> int:
     from infusionnet.runtime.trt_plan import parse_hw
 
@@ -79,6 +105,7 @@ def run(args) -> int:
         raise InfusionNetError("--fp16 applies to --backend torch; ONNX and TensorRT precision comes from the export")
     if not Path(args.model_dir).is_dir():
         raise InfusionNetError(f"{args.model_dir} is not a directory (give an ONNX export or TensorRT engine directory)")
+    _require_torch(args.backend)
     sizes = [parse_hw(text, "--sizes") for text in args.sizes] if args.sizes else None
     overrides = {key: value for key, value in (("max_abs", args.max_abs), ("min_psnr_db", args.min_psnr),
                                                ("min_ssim", args.min_ssim)) if value is not None}
@@ -88,11 +115,11 @@ def run(args) -> int:
     from infusionnet.benchmarks.accuracy import load_floors_file, print_report, run_check, write_report
 
     floors_file = load_floors_file(args.floors) if args.floors else None
+    path = json_path(args)
     with Console(stderr=True).status(f"checking {args.model_dir} ({args.backend}) against PyTorch ..."):
         report = run_check(args.model_dir, args.backend, args.checkpoint, sizes, args.samples, overrides, floors_file,
                            reference_device=args.device, **backend_options(args))
     print_report(report, Console(highlight=False))
-    path = Path(args.json) if args.json else Path(args.model_dir) / f"check-{args.backend}.json"
     write_report(report, path)
     missed = sum(not row.passed for row in report.rows)
     print(f"check {'passed' if report.passed else f'FAILED: {missed} rows missed a floor'}; results in {path}")

@@ -13,7 +13,7 @@ import sys
 import tempfile
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
@@ -23,7 +23,7 @@ import torch
 
 from infusionnet.runtime import manifest as manifest_schema
 from infusionnet.runtime.errors import InfusionNetError
-from infusionnet.runtime.fileio import atomic_directory, file_sha256
+from infusionnet.runtime.fileio import atomic_directory, check_output_location, file_sha256
 from infusionnet.runtime.model_choice import is_untrained
 from infusionnet.runtime.manifest import Manifest, TensorSpec
 
@@ -36,6 +36,13 @@ from .verify import Tolerances, TorchReference, Verification, print_table, verif
 
 TRT_VERSIONS = ("8.2", "8.5", "8.6", "10")
 DEFAULT_CALIBRATION_BATCHES = 16
+# INT8 calibration runs every activation of the graph through ONNX Runtime's calibrator, which
+# keeps them: one 1080x1920 sample took 11.6 GB. The network is fully convolutional and its
+# activation ranges come from image content, not image size, so larger exports calibrate at
+# this many pixels (same aspect ratio) and the ranges quantize the full-size graph. The export's
+# verification at full size then judges the result as always (tests/test_export_calibration_size.py
+# compares it with calibrating at full size).
+CALIBRATION_MAX_PIXELS = 512 * 512
 NORMALIZATION_SCALE = "pixel / 255, then (x - mean) / std per channel; outputs the same way back"
 
 
@@ -145,6 +152,7 @@ def validate_config(config: ExportConfig) -> None:
         fail(f"--output {output} exists and is not a directory")
     if output.exists() and not config.overwrite:
         fail(f"--output {output} already exists (pass --overwrite to replace it)")
+    check_output_location(output, directory=True)
 
 
 def _style_path(text: str) -> Path:
@@ -214,20 +222,52 @@ def int8_target(config: ExportConfig) -> Optional[str]:
     return config.int8_target or INT8_TARGETS[0]
 
 
+def calibration_size(content_size: Tuple[int, int], max_pixels: Optional[int] = None) -> Tuple[int, int]:
+    """The content size INT8 calibration runs at: ``content_size`` scaled down (aspect ratio kept,
+    multiples of the network's size step) until it holds at most ``max_pixels``
+    (default CALIBRATION_MAX_PIXELS)."""
+    from infusionnet.models.networks import CONTENT_SIZE_MULTIPLE, MIN_CONTENT_SIZE
+
+    max_pixels = max_pixels or CALIBRATION_MAX_PIXELS
+    height, width = content_size
+    if height * width <= max_pixels:
+        return int(height), int(width)
+    scale = (max_pixels / (height * width)) ** 0.5
+    return tuple(max(MIN_CONTENT_SIZE, int(side * scale) // CONTENT_SIZE_MULTIPLE * CONTENT_SIZE_MULTIPLE)
+                 for side in (height, width))
+
+
+def calibration_graphs(fp32: Dict[str, Path], config: ExportConfig, size: Tuple[int, int], reference: TorchReference,
+                       scratch: Path, progress=None) -> Dict[str, Path]:
+    """FP32 graphs that take content of ``size`` for calibration: the export's own graphs when
+    they do (same size, or --dynamic-size), else the same network traced again at ``size``."""
+    if tuple(size) == tuple(config.content_size) or config.dynamic_size:
+        return fp32
+    folder = Path(scratch) / "calibration-size"
+    folder.mkdir(parents=True, exist_ok=True)
+    small = replace(config, content_size=tuple(size))
+    return export_fp32(reference.model, small, folder, reference.baked_kernels, progress)
+
+
 def apply_precision(fp32: Dict[str, Path], config: ExportConfig, directory: Path, reference: TorchReference,
-                    progress=None) -> Tuple[Dict[str, Path], Optional[dict]]:
-    """FP32 graphs -> graphs of ``config.precision`` in ``directory``; returns (paths, calibration info)."""
+                    progress=None, scratch: Optional[Path] = None) -> Tuple[Dict[str, Path], Optional[dict]]:
+    """FP32 graphs -> graphs of ``config.precision`` in ``directory``; returns (paths, calibration info).
+
+    INT8 calibrates at ``calibration_size`` (graphs traced at that size go to ``scratch``).
+    """
     if config.precision == "fp32":
         return fp32, None
     out = {}
     info = None
     runtime = int8_target(config)
     if config.precision == "int8":
+        size = calibration_size(config.content_size)
+        sources = calibration_graphs(fp32, config, size, reference, scratch or Path(directory), progress)
         content, style, description = calib.image_pairs(config.calibration)
-        pairs = calib.PairFeed(content, style, config.batch, config.content_size, config.style_size,
+        pairs = calib.PairFeed(content, style, config.batch, size, config.style_size,
                                limit=config.calibration_batches)
         info = {"method": config.calibration_method, "source": description, "batches": len(pairs),
-                "batch": config.batch, "target": runtime,
+                "batch": config.batch, "target": runtime, "content_size": list(size),
                 "quantized_ops": list(INT8_OPS_BY_TARGET[runtime]), "float_dynamic_convs": {},
                 "float_layers": list(config.int8_keep_float)}
     for role, path in fp32.items():
@@ -237,10 +277,11 @@ def apply_precision(fp32: Dict[str, Path], config: ExportConfig, directory: Path
                 to_fp16(path, target)
         else:
             reader = calib.RoleFeed(pairs, role, reference.kernels)
+            at = "" if tuple(size) == tuple(config.content_size) else f", calibrated at {size[0]}x{size[1]}"
             with _step(progress, f"quantize {role} graph to INT8 QDQ for {runtime} "
-                                 f"({config.calibration_method}, {len(pairs)} batches of {description})"):
+                                 f"({config.calibration_method}, {len(pairs)} batches of {description}{at})"):
                 to_int8(path, target, reader, config.calibration_method, int8_target=runtime,
-                        keep_float=config.int8_keep_float)
+                        calibration_source=sources[role], keep_float=config.int8_keep_float)
             info["float_dynamic_convs"][role] = len(dynamic_weight_convs(onnx.load(str(path))))
         out[role] = target
     return out, info
@@ -399,7 +440,7 @@ def run_export(config: ExportConfig, console=None) -> Manifest:
                 tempfile.TemporaryDirectory(prefix="infusionnet-export-") as scratch:
             fp32_dir = Path(scratch) if config.precision != "fp32" else target
             fp32 = export_fp32(model, config, fp32_dir, baked, progress)
-            paths, calibration = apply_precision(fp32, config, target, reference, progress)
+            paths, calibration = apply_precision(fp32, config, target, reference, progress, Path(scratch))
             with progress(f"verify {', '.join(paths)} in ONNX Runtime against PyTorch"):
                 verification = verify({role: str(p) for role, p in paths.items()}, reference,
                                       verification_feeds(config), config.precision, config.tolerances)

@@ -96,17 +96,36 @@ def calibrate(source: Path, reader, method: str, cache: Path, op_types=INT8_OPS,
                                    calibrate_method=calibration_method(method),
                                    providers=["CPUExecutionProvider"], extra_options=options)
     with contextlib.redirect_stdout(io.StringIO()):  # the histogram calibrators print progress
-        calibrator.collect_data(reader)
+        # One batch at a time: a calibrator keeps every activation of the feeds it is given until
+        # it reduces them to ranges or histograms, so all batches at once would hold all of them.
+        # Each call folds its batch into the running result (min/max, or merged histograms).
+        for feed in reader:
+            calibrator.collect_data(_SingleFeed(feed))
         ranges = calibrator.compute_data()
     save_tensors_data(ranges, cache)
     return Path(cache)
 
 
+class _SingleFeed:
+    """One feed dict as ONNX Runtime's CalibrationDataReader (``get_next`` once, then None)."""
+
+    def __init__(self, feed):
+        self.feed = feed
+
+    def get_next(self):
+        feed, self.feed = self.feed, None
+        return feed
+
+
 def to_int8(source: Path, target: Path, reader, method: str = "minmax", pre_process: bool = False,
-            int8_target: str = "tensorrt", keep_float: Sequence[str] = (),
-            calibration_cache: Optional[Path] = None) -> Path:
+            int8_target: str = "tensorrt", calibration_source: Optional[Path] = None,
+            keep_float: Sequence[str] = (), calibration_cache: Optional[Path] = None) -> Path:
     """Write the QDQ INT8 version of ``source`` for ``int8_target`` to ``target``, calibrated on
     ``reader``'s feeds.
+
+    ``calibration_source``: the same network traced at the size of ``reader``'s feeds (a smaller
+    one, to bound calibration memory); its activation ranges, found by tensor name, quantize
+    ``source``. Every tensor that gets Q/DQ must have a range from it, or this fails.
 
     ``keep_float``: names of static-weight nodes left in float (the layers INT8 hurts most, see
     ``benchmarks.int8_sensitivity``). ``calibration_cache``: a file of activation ranges to reuse
@@ -129,11 +148,14 @@ def to_int8(source: Path, target: Path, reader, method: str = "minmax", pre_proc
         if pre_process:
             model_in = Path(scratch) / "preprocessed.onnx"
             _pre_process(source, model_in)
+        calibrate_in = model_in if calibration_source is None else Path(calibration_source)
+        if pre_process and calibration_source is not None:
+            calibrate_in = Path(scratch) / "preprocessed-calibration.onnx"
+            _pre_process(Path(calibration_source), calibrate_in)
         if cpu:
-            model = onnx.load(str(model_in))
-            cpu_int8.average_pools_as_convs(model)
-            model_in = Path(scratch) / "pools-as-convs.onnx"
-            onnx.save(model, str(model_in))
+            model_in = _pools_as_convs(model_in, Path(scratch) / "pools-as-convs.onnx")
+            calibrate_in = model_in if calibration_source is None else \
+                _pools_as_convs(calibrate_in, Path(scratch) / "pools-as-convs-calibration.onnx")
         # TensorRT's INT8 has no zero point; the CPU's uint8 kernels use one to spend all 256
         # levels on the mostly positive LeakyReLU outputs.
         options = {"ActivationSymmetric": not cpu, "WeightSymmetric": True,
@@ -145,8 +167,13 @@ def to_int8(source: Path, target: Path, reader, method: str = "minmax", pre_proc
             if "calibration_cache_path" in inspect.signature(quantize_static).parameters:
                 cache = Path(calibration_cache) if calibration_cache else Path(scratch) / "calibration.json"
                 if not cache.is_file():
-                    calibrate(model_in, reader, method, cache, op_types, symmetric=not cpu)
+                    calibrate(calibrate_in, reader, method, cache, op_types, symmetric=not cpu)
+                if calibration_source is not None:
+                    _check_ranges_cover(cache, model_in, op_types, excluded)
                 calibration = {"calibration_data_reader": None, "calibration_cache_path": str(cache)}
+            elif calibration_source is not None and Path(calibration_source) != source:
+                raise ExportError("this onnxruntime cannot quantize with ranges calibrated on another graph "
+                                  "(no calibration_cache_path): upgrade onnxruntime")
             else:  # older ORT: let quantize_static calibrate (its entropy then equals minmax)
                 options["CalibTensorRangeSymmetric"] = not cpu
                 calibration = {"calibration_data_reader": reader}
@@ -167,6 +194,31 @@ def to_int8(source: Path, target: Path, reader, method: str = "minmax", pre_proc
         onnx.save(model, str(target))
     check_graph(target)
     return target
+
+
+def _pools_as_convs(source: Path, target: Path) -> Path:
+    model = onnx.load(str(source))
+    cpu_int8.average_pools_as_convs(model)
+    onnx.save(model, str(target))
+    return target
+
+
+def _check_ranges_cover(cache: Path, model_path: Path, op_types, excluded) -> None:
+    """Every input and output of a node that gets Q/DQ must have a calibrated range: a range
+    missing because the calibration graph named a tensor differently would be a silent gap."""
+    from onnxruntime.quantization.calibrate import load_tensors_data
+
+    ranges = set(load_tensors_data(cache).data)
+    model = onnx.load(str(model_path), load_external_data=False)
+    constants = {init.name for init in model.graph.initializer}
+    skip = set(excluded)
+    missing = sorted({name for node in model.graph.node if node.op_type in op_types and node.name not in skip
+                      for name in list(node.input[:1]) + list(node.output) if name and name not in constants
+                      and name not in ranges})
+    if missing:
+        raise ExportError(f"{Path(model_path).name}: the graph traced at the calibration size names tensors "
+                          f"differently ({len(missing)} without a range, e.g. {missing[0]}); "
+                          "export with --dynamic-size, or a content size of at most 512x512")
 
 
 @contextlib.contextmanager
