@@ -19,6 +19,10 @@ OPTIONAL_PACKAGES = {
     "torch": "pip install torch==2.13.0 (CPU build) or a CUDA build, then pip install 'infusionnet-edge[torch]'",
     "safetensors": "pip install 'infusionnet-edge[torch]'",
     "onnxslim": "pip install 'infusionnet-edge[torch]'",
+    "onnx": "pip install 'infusionnet-edge[torch]'",
+    "onnxruntime": "pip install 'infusionnet-edge[cpu]' or 'infusionnet-edge[gpu]' (one flavour, not both; "
+                   "on a Jetson, JetPack's or NVIDIA's build)",
+    "skimage": "pip install 'infusionnet-edge[samples]' (scikit-image)",
     "matplotlib": "pip install 'infusionnet-edge[plots]' (or pass --no-plots)",
     "tensorrt": "install TensorRT (JetPack on Jetson, or pip install 'infusionnet-edge[tensorrt]' on a GPU machine)",
     "pycuda": "pip install pycuda (needs the CUDA toolkit and an NVIDIA driver)",
