@@ -12,7 +12,7 @@ from typing import List, Optional
 from infusionnet.runtime.errors import InfusionNetError
 
 # Modules that add subcommands, in the order `--help` lists them.
-COMMAND_MODULES = ("stylize", "video", "bench", "check", "train", "export_cmd")
+COMMAND_MODULES = ("stylize", "video", "bench", "check", "train", "export_cmd", "doctor")
 
 # Packages that only some commands need (torch-free machines such as Jetson boards run the rest).
 OPTIONAL_PACKAGES = {
