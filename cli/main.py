@@ -16,7 +16,8 @@ COMMAND_MODULES = ("stylize", "video", "bench", "check", "train", "export_cmd", 
 
 # Packages that only some commands need (torch-free machines such as Jetson boards run the rest).
 OPTIONAL_PACKAGES = {
-    "torch": "pip install torch==2.13.0 (CPU build) or a CUDA build, then pip install 'infusionnet-edge[torch]'",
+    "torch": "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu (the CPU build; PyPI's "
+             "is the CUDA one), then pip install 'infusionnet-edge[torch]'",
     "safetensors": "pip install 'infusionnet-edge[torch]'",
     "onnxslim": "pip install 'infusionnet-edge[torch]'",
     "onnx": "pip install 'infusionnet-edge[torch]'",
