@@ -656,6 +656,7 @@ def tiny_clip(tmp_path):
 def test_cli_stylizes_a_file_like_single_images(tiny_clip, tmp_path, capsys):
     """Through `infusionnet video` with the PyTorch model: lossless output equals the model run
     on each decoded frame alone."""
+    pytest.importorskip("torch", reason="the PyTorch path needs torch (the torch-free runs test --model instead)")
     from infusionnet.cli import video as cli_video
     from infusionnet.cli.main import main
     from infusionnet.models import build_model
