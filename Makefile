@@ -3,7 +3,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test lint-py38 clean
+.PHONY: setup demo test lint-py38 test-py38 doctor clean
 
 setup:
 	@VENV=$(VENV) scripts/bootstrap.sh
@@ -20,5 +20,13 @@ lint-py38: setup
 test: setup lint-py38
 	$(PY) -m pytest -q -rs
 
+# The runtime's tests on Python 3.8 with JetPack 5's numpy, OpenCV and ONNX Runtime, no torch
+# (skipped, with the reason, where no Python 3.8 interpreter is found).
+test-py38: setup
+	MAIN_PY=$(PY) scripts/test-py38.sh
+
+doctor: setup
+	$(VENV)/bin/infusionnet doctor
+
 clean:
-	rm -rf outputs .pytest_cache build *.egg-info
+	rm -rf outputs .pytest_cache build *.egg-info .venv-py38

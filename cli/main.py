@@ -16,13 +16,18 @@ from infusionnet.runtime.errors import InfusionNetError
 from infusionnet.runtime.fileio import describe_os_error
 
 # Modules that add subcommands, in the order `--help` lists them.
-COMMAND_MODULES = ("stylize", "video", "bench", "check", "train", "export_cmd")
+COMMAND_MODULES = ("stylize", "video", "bench", "check", "train", "export_cmd", "doctor")
 
 # Packages that only some commands need (torch-free machines such as Jetson boards run the rest).
 OPTIONAL_PACKAGES = {
-    "torch": "pip install torch==2.13.0 (CPU build) or a CUDA build, then pip install 'infusionnet-edge[torch]'",
+    "torch": "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu (the CPU build; PyPI's "
+             "is the CUDA one), then pip install 'infusionnet-edge[torch]'",
     "safetensors": "pip install 'infusionnet-edge[torch]'",
     "onnxslim": "pip install 'infusionnet-edge[torch]'",
+    "onnx": "pip install 'infusionnet-edge[torch]'",
+    "onnxruntime": "pip install 'infusionnet-edge[cpu]' or 'infusionnet-edge[gpu]' (one flavour, not both; "
+                   "on a Jetson, JetPack's or NVIDIA's build)",
+    "skimage": "pip install 'infusionnet-edge[samples]' (scikit-image)",
     "matplotlib": "pip install 'infusionnet-edge[plots]' (or pass --no-plots)",
     "tensorrt": "install TensorRT (JetPack on Jetson, or pip install 'infusionnet-edge[tensorrt]' on a GPU machine)",
     "pycuda": "pip install pycuda (needs the CUDA toolkit and an NVIDIA driver)",

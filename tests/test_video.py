@@ -656,6 +656,7 @@ def tiny_clip(tmp_path):
 def test_cli_stylizes_a_file_like_single_images(tiny_clip, tmp_path, capsys):
     """Through `infusionnet video` with the PyTorch model: lossless output equals the model run
     on each decoded frame alone."""
+    pytest.importorskip("torch", reason="the PyTorch path needs torch (the torch-free runs test --model instead)")
     from infusionnet.cli import video as cli_video
     from infusionnet.cli.main import main
     from infusionnet.models.default_model import resolve_network
@@ -718,6 +719,7 @@ def test_cli_refuses_to_overwrite_and_headless_display(tiny_clip, tmp_path, caps
 
 
 def test_cli_source_that_cannot_open_exits_2_and_writes_nothing(tmp_path, capsys):
+    pytest.importorskip("torch", reason="without --model, video loads the PyTorch model before the source")
     from infusionnet.cli.main import main
 
     bogus = tmp_path / "bogus.avi"
