@@ -6,7 +6,7 @@
 #
 # Exports a dynamic-size split graph per precision (FP32, FP16, INT8 in TensorRT's and in the CPU
 # layout), then runs `infusionnet check` on each with ONNX Runtime. Exports use permissive floors
-# (--int8-min-psnr 0) so that a precision below its floor is still measured, not refused; the
+# (--int8-min-psnr 1) so that a precision below its floor is still measured, not refused; the
 # check's own floors (benchmarks/accuracy.py) decide pass or fail. Writes check-*.json and a
 # summary.md with the worst PSNR/SSIM per precision and size.
 set -euo pipefail
@@ -28,7 +28,7 @@ for name in fp32 fp16 int8-tensorrt int8-cpu; do
   echo "== $name" >&2
   # shellcheck disable=SC2086
   "$INFUSIONNET" export onnx --graph split --dynamic-size --content-size 512x512 ${EXPORT_ARGS[$name]} \
-      --fp16-min-psnr 0 --int8-min-psnr 0 -o "$WORK/$name" >"$RESULTS/export-$name.log" 2>&1
+      --fp16-min-psnr 1 --int8-min-psnr 1 -o "$WORK/$name" >"$RESULTS/export-$name.log" 2>&1
   "$INFUSIONNET" check "$WORK/$name" --sizes 512x512 720x1280 --samples 2 \
       --json "$RESULTS/check-$name.json" | tee "$RESULTS/check-$name.txt" || status=1
 done
