@@ -3,7 +3,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test lint-py38 clean
+.PHONY: setup demo test lint-py38 typecheck clean
 
 setup:
 	@VENV=$(VENV) scripts/bootstrap.sh
@@ -15,7 +15,12 @@ demo: setup
 lint-py38: setup
 	$(VENV)/bin/vermin --target=3.8- --no-tips --violations --eval-annotations runtime/
 
-test: setup lint-py38
+# TensorRT cannot run here: its glue is type-checked against TensorRT 10.13's stubs instead
+# (tensorrt-stubs; settings and the stub patches in setup.cfg's [mypy] sections).
+typecheck: setup
+	$(PY) -m mypy
+
+test: setup lint-py38 typecheck
 	$(PY) -m pytest -q -rs
 
 clean:

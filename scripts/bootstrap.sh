@@ -9,6 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
+TENSORRT_STUBS=10.13.0.35.1
 
 if [ ! -x "$VENV/bin/python" ]; then
   echo "bootstrap: creating $VENV with $($PYTHON --version 2>&1)"
@@ -19,10 +20,16 @@ if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
   echo "bootstrap: installing torch==2.13.0 (CPU build)"
   "$VENV/bin/python" -m pip install -q torch==2.13.0
 fi
-stamp="$VENV/.installed-$(cat setup.cfg pyproject.toml | sha256sum | cut -c1-16)"
+stamp="$VENV/.installed-$(cat setup.cfg pyproject.toml scripts/bootstrap.sh | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   echo "bootstrap: installing infusionnet-edge (editable, with the dev extra)"
   "$VENV/bin/python" -m pip install -q -e ".[dev]"
+  # TensorRT 10.13's type stubs for `make typecheck` and the contract tests. --no-deps: the package
+  # requires the real tensorrt wheel, which installs only from NVIDIA's index (not needed here).
+  if "$VENV/bin/python" -c 'import sys; sys.exit(sys.version_info < (3, 10))'; then
+    "$VENV/bin/python" -m pip install -q --no-deps "tensorrt-stubs==$TENSORRT_STUBS"
+    "$VENV/bin/python" scripts/patch_tensorrt_stubs.py  # the stubs' syntax errors, fixed in one place
+  fi
   rm -f "$VENV"/.installed-*
   touch "$stamp"
 fi
