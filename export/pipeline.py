@@ -219,8 +219,11 @@ def int8_target(config: ExportConfig) -> Optional[str]:
 
 
 def apply_precision(fp32: Dict[str, Path], config: ExportConfig, directory: Path, reference: TorchReference,
-                    progress=None) -> Tuple[Dict[str, Path], Optional[dict]]:
-    """FP32 graphs -> graphs of ``config.precision`` in ``directory``; returns (paths, calibration info)."""
+                    progress=None, qdq_placement: Optional[str] = None) -> Tuple[Dict[str, Path], Optional[dict]]:
+    """FP32 graphs -> graphs of ``config.precision`` in ``directory``; returns (paths, calibration info).
+
+    ``qdq_placement`` overrides the INT8 target's Q/DQ placement (precision.QDQ_PLACEMENTS); only
+    the placement measurement (benchmarks/qdq_placement.py) uses it."""
     if config.precision == "fp32":
         return fp32, None
     out = {}
@@ -242,7 +245,8 @@ def apply_precision(fp32: Dict[str, Path], config: ExportConfig, directory: Path
             reader = calib.RoleFeed(pairs, role, reference.kernels)
             with _step(progress, f"quantize {role} graph to INT8 QDQ for {runtime} "
                                  f"({config.calibration_method}, {len(pairs)} batches of {description})"):
-                to_int8(path, target, reader, config.calibration_method, int8_target=runtime)
+                to_int8(path, target, reader, config.calibration_method, int8_target=runtime,
+                        placement=qdq_placement)
             info["float_dynamic_convs"][role] = len(dynamic_weight_convs(onnx.load(str(path))))
         out[role] = target
     return out, info
