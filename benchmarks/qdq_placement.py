@@ -80,6 +80,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--style-size", type=int, default=256)
     parser.add_argument("--style-image", help="style image for --graph baked (default: the first sample texture)")
     parser.add_argument("--calibration-batches", type=int, default=16)
+    parser.add_argument("--placements", default=",".join(QDQ_PLACEMENTS),
+                        help="comma list of placements to measure (default: %(default)s)")
     parser.add_argument("--json", metavar="FILE", help="also write the results here")
     args = parser.parse_args(argv)
     style_image = args.style_image
@@ -88,7 +90,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     config = ExportConfig(output=Path("unused"), graph=args.graph, checkpoint=args.checkpoint,
                           content_size=(args.size, args.size), style_size=args.style_size, style_image=style_image,
                           precision="int8", int8_target="tensorrt", calibration_batches=args.calibration_batches)
-    results = measure(config)
+    placements = [p for p in args.placements.split(",") if p]
+    unknown = sorted(set(placements) - set(QDQ_PLACEMENTS))
+    if unknown:
+        parser.error(f"--placements: unknown {', '.join(unknown)} (choose from {', '.join(QDQ_PLACEMENTS)})")
+    results = measure(config, placements)
     summary = {"checkpoint": args.checkpoint or "untrained seed 0", "graph": args.graph, "size": args.size,
                "style_size": args.style_size, "results": results}
     if args.json:

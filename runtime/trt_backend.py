@@ -15,7 +15,6 @@ engine_sidecar.py, where it is tested):
 """
 import ctypes
 import ctypes.util
-import importlib.util
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -64,11 +63,13 @@ def init_plugins(trt, logger) -> bool:
 
 def import_pycuda(device_id: int = 0):
     """pycuda.driver, initialised, after checking that GPU ``device_id`` exists."""
-    if importlib.util.find_spec("pycuda") is None:
-        raise BackendError("the TensorRT backend needs pycuda: pip install pycuda (needs the CUDA toolkit)")
     try:
         import pycuda.driver as cuda
-    except Exception as error:  # installed, but its import loads libcuda: no driver means no GPU
+    except ModuleNotFoundError as error:
+        if error.name in ("pycuda", "pycuda.driver"):
+            raise BackendError("the TensorRT backend needs pycuda: pip install pycuda (needs the CUDA toolkit)") from None
+        raise BackendError(f"no usable NVIDIA GPU: pycuda cannot load the CUDA driver ({error})") from None
+    except Exception as error:  # installed, but its import loads libcuda (an ImportError): no driver, no GPU
         raise BackendError(f"no usable NVIDIA GPU: pycuda cannot load the CUDA driver ({error})") from None
     try:
         cuda.init()

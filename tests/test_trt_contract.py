@@ -80,8 +80,6 @@ class FakeLibcuda(object):
 @pytest.fixture
 def fakes(monkeypatch):
     """Install a fake tensorrt (from the stubs) and pycuda; returns (trt, world, cuda)."""
-    from infusionnet.runtime import trt_backend
-
     holder = {}  # type: Dict[str, ModuleType]
 
     def install(version="10.13.0.35", hide=(), **behaviour_options):
@@ -97,7 +95,6 @@ def fakes(monkeypatch):
         monkeypatch.setitem(sys.modules, "tensorrt", trt)
         monkeypatch.setitem(sys.modules, "pycuda", package)
         monkeypatch.setitem(sys.modules, "pycuda.driver", driver)
-        monkeypatch.setattr(trt_backend.importlib.util, "find_spec", lambda name, *a: object())
         monkeypatch.setattr(ctypes, "CDLL", lambda name: FakeLibcuda(cuda.calls))
         return trt, world, cuda
     return install
@@ -214,10 +211,9 @@ def test_pycuda_without_a_driver_is_no_gpu_not_a_missing_package(monkeypatch):
     monkeypatch.setitem(sys.modules, "pycuda", ModuleType("pycuda"))
     sys.modules["pycuda"].__path__ = []  # a package, as installed
     monkeypatch.setattr(sys, "meta_path", [NoDriver()] + sys.meta_path)
-    monkeypatch.setattr(trt_backend.importlib.util, "find_spec", lambda name, *a: object())
     with pytest.raises(BackendError, match="no usable NVIDIA GPU: pycuda cannot load the CUDA driver"):
         trt_backend.import_pycuda(0)
-    monkeypatch.setattr(trt_backend.importlib.util, "find_spec", lambda name, *a: None)
+    monkeypatch.setitem(sys.modules, "pycuda", None)  # not installed
     with pytest.raises(BackendError, match="needs pycuda: pip install pycuda"):
         trt_backend.import_pycuda(0)
 
