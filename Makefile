@@ -3,7 +3,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test lint-py38 test-py38 doctor clean
+.PHONY: setup demo test lint-py38 test-py38 typecheck doctor clean
 
 setup:
 	@VENV=$(VENV) scripts/bootstrap.sh
@@ -17,7 +17,13 @@ demo: setup
 lint-py38: setup
 	$(VENV)/bin/vermin --target=3.8- --no-tips --violations --eval-annotations runtime/
 
-test: setup lint-py38
+# TensorRT cannot run here: its glue is type-checked against TensorRT 10.13's stubs instead
+# (tensorrt-stubs; settings and the stub patches in setup.cfg's [mypy] sections).
+typecheck: setup
+	@if $(PY) -c 'import sys; sys.exit(sys.version_info < (3, 10))'; then $(PY) -m mypy; \
+	else echo "typecheck skipped: the TensorRT stubs need Python 3.10+"; fi
+
+test: setup lint-py38 typecheck
 	$(PY) -m pytest -q -rs
 
 # The runtime's tests on Python 3.8 with JetPack 5's numpy, OpenCV and ONNX Runtime, no torch

@@ -250,10 +250,13 @@ def calibration_graphs(fp32: Dict[str, Path], config: ExportConfig, size: Tuple[
 
 
 def apply_precision(fp32: Dict[str, Path], config: ExportConfig, directory: Path, reference: TorchReference,
-                    progress=None, scratch: Optional[Path] = None) -> Tuple[Dict[str, Path], Optional[dict]]:
+                    progress=None, scratch: Optional[Path] = None,
+                    qdq_placement: Optional[str] = None) -> Tuple[Dict[str, Path], Optional[dict]]:
     """FP32 graphs -> graphs of ``config.precision`` in ``directory``; returns (paths, calibration info).
 
     INT8 calibrates at ``calibration_size`` (graphs traced at that size go to ``scratch``).
+    ``qdq_placement`` overrides the INT8 target's Q/DQ placement (precision.QDQ_PLACEMENTS); only
+    the placement measurement (benchmarks/qdq_placement.py) uses it.
     """
     if config.precision == "fp32":
         return fp32, None
@@ -281,7 +284,8 @@ def apply_precision(fp32: Dict[str, Path], config: ExportConfig, directory: Path
             with _step(progress, f"quantize {role} graph to INT8 QDQ for {runtime} "
                                  f"({config.calibration_method}, {len(pairs)} batches of {description}{at})"):
                 to_int8(path, target, reader, config.calibration_method, int8_target=runtime,
-                        calibration_source=sources[role], keep_float=config.int8_keep_float)
+                        calibration_source=sources[role], keep_float=config.int8_keep_float,
+                        placement=qdq_placement)
             info["float_dynamic_convs"][role] = len(dynamic_weight_convs(onnx.load(str(path))))
         out[role] = target
     return out, info

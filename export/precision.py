@@ -7,8 +7,14 @@ MatMuls and powers/roots stay in FP32: the variance of large activations overflo
 
 INT8 (``to_int8``): ONNX Runtime's static quantizer in QDQ format with per-channel symmetric
 INT8 weights, for one of two targets:
-- ``tensorrt`` (default): symmetric INT8 activations, Q/DQ around convolutions only. This is the
-  explicit quantization TensorRT 8.x and 10 consume; it runs on ONNX Runtime too.
+- ``tensorrt`` (default): symmetric INT8, Q/DQ placed the way TensorRT's guide asks for explicit
+  quantization: on the inputs of weighted layers (each static-weight convolution's activation and
+  its weights), never on their outputs, so the builder fuses each DQ -> Conv -> Q chain into INT8
+  convolutions and keeps the elementwise ops between them in the convolutions' epilogues. ONNX
+  Runtime's default QDQ layout also quantizes every convolution's output (a Q after the Conv, a DQ
+  before each Add/LeakyReLU/InstanceNorm consumer), which TensorRT would have to run as separate
+  reformats; ``QDQ_PLACEMENTS`` keeps it selectable so the two can be measured
+  (``python -m infusionnet.benchmarks.qdq_placement``). The graph runs on ONNX Runtime too.
 - ``cpu``: laid out for ONNX Runtime's CPU kernels (``cpu_int8``): uint8 asymmetric
   activations, average pools as convolutions, reflect pads on the quantized tensors. About 1.5x
   faster there; TensorRT cannot build it.
@@ -45,6 +51,11 @@ INT8_TARGETS = ("tensorrt", "cpu")
 # octave paths' Add and LeakyReLU, which ONNX Runtime then runs as QLinearAdd/QLinearLeakyRelu
 # instead of dequantizing both branches (measured 7% faster at 512x512, same PSNR).
 INT8_OPS_BY_TARGET = {"tensorrt": INT8_OPS, "cpu": ("Conv", "Pad", "Add", "LeakyRelu")}
+# Where Q/DQ pairs go: "inputs" (TensorRT's recommendation: inputs of weighted layers only) or
+# "onnxruntime" (ORT's QDQ default: inputs and outputs of every quantized op). The CPU layout
+# needs quantized outputs (ONNX Runtime fuses DQ -> op -> Q into QLinear kernels).
+QDQ_PLACEMENTS = ("inputs", "onnxruntime")
+DEFAULT_QDQ_PLACEMENT = {"tensorrt": "inputs", "cpu": "onnxruntime"}
 
 
 def to_fp16(source: Path, target: Path) -> Path:
@@ -119,9 +130,10 @@ class _SingleFeed:
 
 def to_int8(source: Path, target: Path, reader, method: str = "minmax", pre_process: bool = False,
             int8_target: str = "tensorrt", calibration_source: Optional[Path] = None,
-            keep_float: Sequence[str] = (), calibration_cache: Optional[Path] = None) -> Path:
+            keep_float: Sequence[str] = (), calibration_cache: Optional[Path] = None,
+            placement: Optional[str] = None) -> Path:
     """Write the QDQ INT8 version of ``source`` for ``int8_target`` to ``target``, calibrated on
-    ``reader``'s feeds.
+    ``reader``'s feeds. ``placement`` (one of ``QDQ_PLACEMENTS``) defaults to the target's.
 
     ``calibration_source``: the same network traced at the size of ``reader``'s feeds (a smaller
     one, to bound calibration memory); its activation ranges, found by tensor name, quantize
@@ -139,6 +151,9 @@ def to_int8(source: Path, target: Path, reader, method: str = "minmax", pre_proc
 
     if int8_target not in INT8_TARGETS:
         raise ExportError(f"unknown INT8 target {int8_target!r}; choose from {', '.join(INT8_TARGETS)}")
+    placement = placement or DEFAULT_QDQ_PLACEMENT[int8_target]
+    if placement not in QDQ_PLACEMENTS:
+        raise ExportError(f"unknown Q/DQ placement {placement!r}; choose from {', '.join(QDQ_PLACEMENTS)}")
     source, target = Path(source), Path(target)
     cpu = int8_target == "cpu"
     op_types = INT8_OPS_BY_TARGET[int8_target]
@@ -162,6 +177,8 @@ def to_int8(source: Path, target: Path, reader, method: str = "minmax", pre_proc
                    # Biases stay float: TensorRT's Q/DQ takes INT8 only, not ORT's INT32 bias
                    # DequantizeLinear.
                    "QuantizeBias": False}
+        if placement == "inputs":
+            options["OpTypesToExcludeOutputQuantization"] = list(op_types)
         activation_type = QuantType.QUInt8 if cpu else QuantType.QInt8
         try:
             if "calibration_cache_path" in inspect.signature(quantize_static).parameters:

@@ -73,6 +73,7 @@ torch_pip_args() {
     fi
   fi
 }
+TENSORRT_STUBS=10.13.0.35.1
 
 if [ ! -x "$VENV/bin/python" ]; then
   say "creating $VENV with $($PYTHON --version 2>&1)"
@@ -88,10 +89,16 @@ else
   # shellcheck disable=SC2086  # args is a list of words by construction
   run "$VENV/bin/python" -m pip install -q $args
 fi
-stamp="$VENV/.installed-$(cat setup.cfg pyproject.toml | sha256sum | cut -c1-16)"
+stamp="$VENV/.installed-$(cat setup.cfg pyproject.toml scripts/bootstrap.sh | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   say "installing infusionnet-edge (editable, with the dev extra)"
   run "$VENV/bin/python" -m pip install -q -e ".[dev]"
+  # TensorRT 10.13's type stubs for `make typecheck` and the contract tests. --no-deps: the package
+  # requires the real tensorrt wheel, which installs only from NVIDIA's index (not needed here).
+  if "$VENV/bin/python" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null; then
+    run "$VENV/bin/python" -m pip install -q --no-deps "tensorrt-stubs==$TENSORRT_STUBS"
+    run "$VENV/bin/python" scripts/patch_tensorrt_stubs.py  # the stubs' syntax errors, fixed in one place
+  fi
   if [ "$DRY_RUN" = no ]; then
     rm -f "$VENV"/.installed-*
     touch "$stamp"
