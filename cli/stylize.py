@@ -5,6 +5,8 @@ from pathlib import Path
 
 from infusionnet.runtime.errors import InfusionNetError
 
+from .backend_args import add_backend_argument, backend_options
+
 DEFAULT_STYLE = "sample:hubble_deep_field"
 UNTRAINED_WARNING = (
     "warning: no --checkpoint given, so this runs an UNTRAINED network (fixed seed {seed}): "
@@ -13,8 +15,8 @@ UNTRAINED_WARNING = (
 
 DESCRIPTION = """\
 Stylize content images with style images: the PyTorch model (the reference path), or with
---model an ONNX export or TensorRT engine directory run by --backend onnxruntime / tensorrt /
-torch (the deployed path: the export fixes the style size, and static exports their content size).
+--model an ONNX export or TensorRT engine directory run by --backend onnxruntime / openvino /
+tensorrt / torch (the deployed path: the export fixes the style size, and static exports their content size).
 
 Every content image is stylized with every style image; each style is encoded once. Outputs are
 named CONTENT__STYLE.png in --output (CONTENT__STYLE+STYLE_LOW.png with --style-low), written
@@ -69,8 +71,7 @@ def register(subparsers) -> None:
     parser.add_argument("--model", metavar="DIR",
                         help="an ONNX export (manifest.json) or TensorRT engine directory (engines.json) to run "
                              "instead of the PyTorch model")
-    parser.add_argument("--backend", choices=("torch", "onnxruntime", "tensorrt"),
-                        help="what runs --model (default: onnxruntime; without --model only torch)")
+    add_backend_argument(parser, help_text="what runs --model (default: onnxruntime; without --model only torch)")
     parser.set_defaults(func=run)
 
 
@@ -148,7 +149,7 @@ def _run_model(args, resize, content_paths, style_paths) -> int:
             raise InfusionNetError(f"{flag} is not available with --model: the exported graphs output only the "
                                    "stylized image from one style (use the PyTorch path without --model)")
     backend = args.backend or "onnxruntime"
-    options = {"device": args.device} if backend == "torch" else {}
+    options = backend_options(args, backend)
     output = Path(args.output)
     written = 0
     with Stylizer(args.model, backend=backend, checkpoint=args.checkpoint, **options) as stylizer:
