@@ -31,6 +31,8 @@ OPTIONAL_PACKAGES = {
     "matplotlib": "pip install 'infusionnet-edge[plots]' (or pass --no-plots)",
     "tensorrt": "install TensorRT (JetPack on Jetson, or pip install 'infusionnet-edge[tensorrt]' on a GPU machine)",
     "pycuda": "pip install pycuda (needs the CUDA toolkit and an NVIDIA driver)",
+    "openvino": "pip install 'infusionnet-edge[openvino]'",
+    "nncf": "pip install 'infusionnet-edge[openvino]'",
 }
 
 EPILOG = """\

@@ -7,14 +7,16 @@ from infusionnet.runtime.errors import InfusionNetError
 from infusionnet.runtime.limits import MAX_WORK_PIXELS
 from infusionnet.runtime.model_choice import CHECKPOINT_HELP, DEFAULT_MODEL_SUMMARY
 
+from .backend_args import add_backend_argument, backend_options
+
 DEFAULT_STYLE = "sample:hubble_deep_field"
 DEFAULT_STYLE_SIZE = 256
 SHEET_TILE = 192  # px, each picture of --sheet
 
 DESCRIPTION = """\
 Stylize content images with style images: the PyTorch model (the reference path), or with
---model an ONNX export or TensorRT engine directory run by --backend onnxruntime / tensorrt /
-torch (the deployed path: the export fixes the style size, and static exports their content size).
+--model an ONNX export or TensorRT engine directory run by --backend onnxruntime / openvino /
+tensorrt / torch (the deployed path: the export fixes the style size, and static exports their content size).
 
 Every content image is stylized with every style image; each style is encoded once. Outputs are
 named CONTENT__STYLE.png in --output (CONTENT__STYLE+STYLE_LOW.png with --style-low), written
@@ -82,8 +84,7 @@ def register(subparsers) -> None:
     parser.add_argument("--model", metavar="DIR",
                         help="an ONNX export (manifest.json) or TensorRT engine directory (engines.json) to run "
                              "instead of the PyTorch model")
-    parser.add_argument("--backend", choices=("torch", "onnxruntime", "tensorrt"),
-                        help="what runs --model (default: onnxruntime; without --model only torch)")
+    add_backend_argument(parser, help_text="what runs --model (default: onnxruntime; without --model only torch)")
     parser.set_defaults(func=run)
 
 
@@ -233,7 +234,7 @@ def _run_model(args, resize, content_paths, style_paths, inputs) -> int:
             raise InfusionNetError(f"{flag} is not available with --model: the exported graphs output only the "
                                    "stylized image from one style (use the PyTorch path without --model)")
     backend = args.backend or "onnxruntime"
-    options = {"device": args.device} if backend == "torch" else {}
+    options = backend_options(args, backend)
     output = Path(args.output)
     written = 0
     notes = set()

@@ -9,6 +9,8 @@ from infusionnet.runtime.errors import InfusionNetError
 from infusionnet.runtime.limits import MAX_WORK_PIXELS
 from infusionnet.runtime.model_choice import CHECKPOINT_HELP, describe
 
+from .backend_args import add_backend_argument, backend_options
+
 DEFAULT_STYLE = "sample:hubble_deep_field"
 
 DESCRIPTION = """\
@@ -53,8 +55,7 @@ def register(subparsers) -> None:
     model = parser.add_argument_group("model")
     model.add_argument("--model", metavar="DIR",
                        help="an export or engine directory, run by the runtime Stylizer (torch-free)")
-    model.add_argument("--backend", choices=("torch", "onnxruntime", "tensorrt"), default="onnxruntime",
-                       help="backend for --model (default: %(default)s)")
+    add_backend_argument(model, default="onnxruntime", help_text="backend for --model")
     model.add_argument("--checkpoint", metavar="CKPT",
                        help="without --model: run this checkpoint in PyTorch; " + CHECKPOINT_HELP)
     model.add_argument("--variant", choices=("infusionnet", "aesfa"), help="network variant for --checkpoint")
@@ -200,7 +201,7 @@ def make_stylizer(args):
         except ImportError:
             raise InfusionNetError("--model needs the runtime Stylizer (infusionnet.runtime.stylizer), which this "
                                    "installation does not have; use --checkpoint to run the PyTorch model") from None
-        options = {"device": args.device} if args.backend == "torch" else {}
+        options = backend_options(args, args.backend)
         # Opened here, on the thread that will run inference: CUDA contexts are per thread.
         stylizer = Stylizer(args.model, backend=args.backend, checkpoint=args.checkpoint,
                             max_pixels=getattr(args, "max_pixels", None), **options).open()

@@ -32,6 +32,7 @@ from .graphs import GRAPH_KINDS, build_graph_specs
 from .precision import CALIBRATION_METHODS, INT8_OPS_BY_TARGET, INT8_TARGETS, PRECISIONS, to_fp16, to_int8
 from .simplify import dynamic_weight_convs, simplify
 from .trace import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, exportable, trace
+from .openvino_int8 import is_openvino_ir, quantize_for_openvino
 from .verify import Tolerances, TorchReference, Verification, print_table, verify
 
 TRT_VERSIONS = ("8.2", "8.5", "8.6", "10")
@@ -69,7 +70,7 @@ class ExportConfig:
     precision: str = "fp32"
     calibration: Optional[str] = None
     calibration_method: str = "minmax"
-    int8_target: Optional[str] = None  # "tensorrt" (default for int8) or "cpu"; see precision.py
+    int8_target: Optional[str] = None  # "tensorrt" (default for int8), "cpu" or "openvino"; see precision.py
     calibration_batches: int = DEFAULT_CALIBRATION_BATCHES
     int8_keep_float: Tuple[str, ...] = ()  # static-weight nodes left in float (int8_sensitivity)
     opset: int = DEFAULT_OPSET
@@ -280,12 +281,17 @@ def apply_precision(fp32: Dict[str, Path], config: ExportConfig, directory: Path
                 to_fp16(path, target)
         else:
             reader = calib.RoleFeed(pairs, role, reference.kernels)
-            at = "" if tuple(size) == tuple(config.content_size) else f", calibrated at {size[0]}x{size[1]}"
-            with _step(progress, f"quantize {role} graph to INT8 QDQ for {runtime} "
-                                 f"({config.calibration_method}, {len(pairs)} batches of {description}{at})"):
-                to_int8(path, target, reader, config.calibration_method, int8_target=runtime,
-                        calibration_source=sources[role], keep_float=config.int8_keep_float,
-                        placement=qdq_placement)
+            if runtime == "openvino":
+                with _step(progress, f"quantize {role} graph to INT8 with NNCF for OpenVINO "
+                                     f"({len(pairs)} batches of {description})"):
+                    target = quantize_for_openvino(path, directory, role, reader)
+            else:
+                at = "" if tuple(size) == tuple(config.content_size) else f", calibrated at {size[0]}x{size[1]}"
+                with _step(progress, f"quantize {role} graph to INT8 QDQ for {runtime} "
+                                     f"({config.calibration_method}, {len(pairs)} batches of {description}{at})"):
+                    to_int8(path, target, reader, config.calibration_method, int8_target=runtime,
+                            calibration_source=sources[role], keep_float=config.int8_keep_float,
+                            placement=qdq_placement)
             info["float_dynamic_convs"][role] = len(dynamic_weight_convs(onnx.load(str(path))))
         out[role] = target
     return out, info
@@ -369,12 +375,14 @@ def exporter_versions() -> Dict[str, str]:
 
 def build_manifest(config: ExportConfig, model: torch.nn.Module, checkpoint: dict, paths: Dict[str, Path],
                    verification: Verification, trt: Optional[dict], calibration: Optional[dict],
-                   style_image: Optional[dict]) -> Manifest:
+                   style_image: Optional[dict], io_sources: Optional[Dict[str, Path]] = None) -> Manifest:
     from infusionnet.runtime.images import MEAN, STD
 
     graphs = []
     for role, path in paths.items():
-        model_proto = onnx.load(str(path), load_external_data=False)
+        # OpenVINO IR (NNCF INT8) keeps the FP32 graph's inputs and outputs: read them there.
+        onnx_path = io_sources[role] if is_openvino_ir(path) else path
+        model_proto = onnx.load(str(onnx_path), load_external_data=False)
         graphs.append({"role": role, "file": path.name,
                        "inputs": [t.to_dict() for t in tensor_specs(model_proto.graph.input)],
                        "outputs": [t.to_dict() for t in tensor_specs(model_proto.graph.output)]})
@@ -395,6 +403,9 @@ def build_manifest(config: ExportConfig, model: torch.nn.Module, checkpoint: dic
 def stamp_metadata(manifest: Manifest, paths: Dict[str, Path]) -> None:
     """Write the manifest's key facts into each graph's metadata_props; then record its sha256."""
     for role, path in paths.items():
+        if is_openvino_ir(path):  # OpenVINO IR has no ONNX metadata; the manifest beside it says it all
+            manifest.graphs[role].sha256 = file_sha256(path)
+            continue
         model = onnx.load(str(path))
         del model.metadata_props[:]
         for key, value in manifest_schema.graph_metadata(manifest.data, role).items():
@@ -445,7 +456,8 @@ def run_export(config: ExportConfig, console=None) -> Manifest:
             fp32_dir = Path(scratch) if config.precision != "fp32" else target
             fp32 = export_fp32(model, config, fp32_dir, baked, progress)
             paths, calibration = apply_precision(fp32, config, target, reference, progress, Path(scratch))
-            with progress(f"verify {', '.join(paths)} in ONNX Runtime against PyTorch"):
+            runner = "OpenVINO" if any(is_openvino_ir(p) for p in paths.values()) else "ONNX Runtime"
+            with progress(f"verify {', '.join(paths)} in {runner} against PyTorch"):
                 verification = verify({role: str(p) for role, p in paths.items()}, reference,
                                       verification_feeds(config), config.precision, config.tolerances)
             print_table(verification, console)
@@ -454,15 +466,15 @@ def run_export(config: ExportConfig, console=None) -> Manifest:
                 raise VerificationFailed(
                     f"verification failed: {failed.graphs} on {failed.inputs}: {_describe(failed)} "
                     f"(limit {failed.limit}); nothing was written to {output}")
-            if int8_target(config) == "cpu":
-                trt = {"available": False, "reason": "INT8 graphs for --int8-target cpu are for ONNX Runtime; "
-                                                     "TensorRT needs --int8-target tensorrt"}
+            if int8_target(config) in ("cpu", "openvino"):
+                trt = {"available": False, "reason": f"INT8 graphs for --int8-target {int8_target(config)} are "
+                                                     "not TensorRT's; TensorRT needs --int8-target tensorrt"}
             else:
                 with progress("check TensorRT compatibility (" + ", ".join(config.trt_versions) + ")"):
                     trt = check_trt(target, config.trt_versions)
             console.print(trt_line(trt), soft_wrap=True)
             manifest = build_manifest(config, model, loaded.checkpoint, paths, verification, trt, calibration,
-                                      style_image)
+                                      style_image, io_sources=fp32)
             stamp_metadata(manifest, paths)
             manifest.save(target)
     except BaseException:

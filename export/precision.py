@@ -45,12 +45,14 @@ CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 # ops (Add, LeakyRelu, Resize, Pad) between them too would save little on TensorRT, which fuses
 # them into the convolutions anyway, and adds rounding at every octave cross path.
 INT8_OPS = ("Conv",)
-INT8_TARGETS = ("tensorrt", "cpu")
+# "openvino" graphs are quantized by NNCF instead (export/openvino_int8.py), which places its own Q/DQ.
+INT8_TARGETS = ("tensorrt", "cpu", "openvino")
 # Operator types given Q/DQ per target. The CPU target also quantizes around Pad, so that
 # ``cpu_int8.pads_on_quantized_tensors`` can move every reflect Pad onto uint8 data, and the
 # octave paths' Add and LeakyReLU, which ONNX Runtime then runs as QLinearAdd/QLinearLeakyRelu
 # instead of dequantizing both branches (measured 7% faster at 512x512, same PSNR).
-INT8_OPS_BY_TARGET = {"tensorrt": INT8_OPS, "cpu": ("Conv", "Pad", "Add", "LeakyRelu")}
+INT8_OPS_BY_TARGET = {"tensorrt": INT8_OPS, "cpu": ("Conv", "Pad", "Add", "LeakyRelu"),
+                      "openvino": ("Conv", "Add")}
 # Where Q/DQ pairs go: "inputs" (TensorRT's recommendation: inputs of weighted layers only) or
 # "onnxruntime" (ORT's QDQ default: inputs and outputs of every quantized op). The CPU layout
 # needs quantized outputs (ONNX Runtime fuses DQ -> op -> Q into QLinear kernels).
@@ -149,8 +151,9 @@ def to_int8(source: Path, target: Path, reader, method: str = "minmax", pre_proc
     """
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
-    if int8_target not in INT8_TARGETS:
-        raise ExportError(f"unknown INT8 target {int8_target!r}; choose from {', '.join(INT8_TARGETS)}")
+    if int8_target not in INT8_OPS_BY_TARGET or int8_target == "openvino":
+        raise ExportError(f"INT8 target {int8_target!r} is not ONNX Runtime's quantizer's: choose tensorrt or cpu "
+                          "(openvino graphs come from export.openvino_int8)")
     placement = placement or DEFAULT_QDQ_PLACEMENT[int8_target]
     if placement not in QDQ_PLACEMENTS:
         raise ExportError(f"unknown Q/DQ placement {placement!r}; choose from {', '.join(QDQ_PLACEMENTS)}")

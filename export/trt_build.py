@@ -106,6 +106,9 @@ def plan_builds(manifest: Manifest, options: BuildOptions) -> List[GraphBuild]:
         raise TrtBuildError(f"{where} holds INT8 graphs laid out for ONNX Runtime's CPU (--int8-target cpu: uint8 "
                             f"tensors between layers), which TensorRT cannot build; re-export with "
                             f"--precision int8 --int8-target tensorrt")
+    if manifest.int8_target == "openvino":
+        raise TrtBuildError(f"{where} holds INT8 graphs quantized by NNCF for OpenVINO (--int8-target openvino); "
+                            f"re-export with --precision int8 --int8-target tensorrt for TensorRT")
     if exported == "int8" and not (precision == "int8" and options.int8_mode == "explicit"):
         raise TrtBuildError(f"{where} holds INT8 (QDQ) graphs: build them with --precision int8 (explicit), or "
                             "export FP32 graphs for an fp32/fp16 or implicit-INT8 engine")

@@ -4,7 +4,7 @@
         stylizer.set_style(read_image("art.jpg"))      # runs the style graph once
         out = stylizer.stylize(frame)                   # uint8 RGB in, uint8 RGB out
 
-``model_dir`` is an ONNX export directory (manifest.json; backends onnxruntime or torch) or a
+``model_dir`` is an ONNX export directory (manifest.json; backends onnxruntime, openvino or torch) or a
 TensorRT engine directory (engines.json and sidecars; backend tensorrt). With a split export the
 style graph runs once per ``set_style`` and its kernels stay on the device, held by the content
 graph; switching styles is another ``set_style``. A full export feeds the style image with every
@@ -54,7 +54,8 @@ def make_backends(model_dir, backend: str = "onnxruntime", checkpoint=None, **op
     """role -> an unopened backend for every graph of ``model_dir``.
 
     options go to the backend: onnxruntime (provider, intra_op_threads, ...), torch (device,
-    fp16, channels_last, compile), tensorrt (device_id, zero_copy, cuda_graph).
+    fp16, channels_last, compile), tensorrt (device_id, zero_copy, cuda_graph), openvino
+    (precision, threads).
     """
     if backend not in BACKENDS:
         raise BackendError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
@@ -75,9 +76,15 @@ def make_backends(model_dir, backend: str = "onnxruntime", checkpoint=None, **op
         source = index.get("source")
         raise BackendError(f"{model_dir} holds TensorRT engines: use --backend tensorrt, or give the ONNX export "
                            f"they were built from{f' ({source})' if source else ''}")
+    if manifest.int8_target == "openvino" and backend == "onnxruntime":
+        raise BackendError(f"{model_dir} holds NNCF INT8 graphs in OpenVINO's format (--int8-target openvino): "
+                           "use --backend openvino, or export --int8-target cpu for ONNX Runtime")
     if backend == "onnxruntime":
         from .ort_backend import OnnxRuntimeBackend
         return {role: OnnxRuntimeBackend.from_graph(graph, **options) for role, graph in manifest.graphs.items()}
+    if backend == "openvino":
+        from .openvino_backend import OpenVinoBackend
+        return {role: OpenVinoBackend.from_graph(graph, **options) for role, graph in manifest.graphs.items()}
     from .torch_backend import TorchBackend, reference_model, baked_style
     model = reference_model(manifest, checkpoint)
     backends = {}

@@ -30,10 +30,12 @@ def _root() -> Path:
 
 @functools.lru_cache(maxsize=None)
 def export(graph: str = "split", dynamic: bool = True, content: Tuple[int, int] = (32, 32), style: int = 96,
-           style_image: Optional[str] = None, batch: int = 1, precision: str = "fp32") -> Path:
+           style_image: Optional[str] = None, batch: int = 1, precision: str = "fp32",
+           int8_target: Optional[str] = None) -> Path:
     """An export directory made by the real pipeline (verified in ONNX Runtime), or taken from
     INFUSIONNET_TEST_EXPORTS where this file's ``__main__`` built it (torch-free test runs)."""
     name = f"{graph}-{'dynamic' if dynamic else 'static'}-{content[0]}x{content[1]}-s{style}-b{batch}-{precision}"
+    name += f"-{int8_target}" if int8_target else ""
     prebuilt = Path(os.environ.get(PREBUILT_VARIABLE, "")) / name
     if os.environ.get(PREBUILT_VARIABLE) and (prebuilt / "manifest.json").is_file():
         return prebuilt
@@ -52,7 +54,8 @@ def export(graph: str = "split", dynamic: bool = True, content: Tuple[int, int] 
     torch.set_flush_denormal(True)
     try:
         run_export(ExportConfig(output=output, graph=graph, dynamic_size=dynamic, content_size=content,
-                                style_size=style, style_image=style_image, batch=batch, precision=precision),
+                                style_size=style, style_image=style_image, batch=batch, precision=precision,
+                                int8_target=int8_target),
                    console=Console(file=io.StringIO()))
     finally:
         torch.set_flush_denormal(False)
