@@ -3,7 +3,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test lint-py38 clean
+.PHONY: setup demo test lint-py38 test-py38 typecheck doctor clean
 
 setup:
 	@VENV=$(VENV) scripts/bootstrap.sh
@@ -17,8 +17,22 @@ demo: setup
 lint-py38: setup
 	$(VENV)/bin/vermin --target=3.8- --no-tips --violations --eval-annotations runtime/
 
-test: setup lint-py38
+# TensorRT cannot run here: its glue is type-checked against TensorRT 10.13's stubs instead
+# (tensorrt-stubs; settings and the stub patches in setup.cfg's [mypy] sections).
+typecheck: setup
+	@if $(PY) -c 'import sys; sys.exit(sys.version_info < (3, 10))'; then $(PY) -m mypy; \
+	else echo "typecheck skipped: the TensorRT stubs need Python 3.10+"; fi
+
+test: setup lint-py38 typecheck
 	$(PY) -m pytest -q -rs
 
+# The runtime's tests on Python 3.8 with JetPack 5's numpy, OpenCV and ONNX Runtime, no torch
+# (skipped, with the reason, where no Python 3.8 interpreter is found).
+test-py38: setup
+	MAIN_PY=$(PY) scripts/test-py38.sh
+
+doctor: setup
+	$(VENV)/bin/infusionnet doctor
+
 clean:
-	rm -rf outputs .pytest_cache build *.egg-info
+	rm -rf outputs .pytest_cache build *.egg-info .venv-py38

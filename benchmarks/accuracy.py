@@ -52,6 +52,9 @@ DEFAULT_FLOORS = {
     "fp32": Floors(max_abs=1e-3, min_ssim=0.99),
     "fp16": Floors(min_psnr_db=40.0, min_ssim=0.97),
     "int8": Floors(min_psnr_db=25.0, min_ssim=0.80),
+    # OpenVINO computing an FP32 graph in BF16 (its default on CPUs with AMX/AVX-512 BF16): 8
+    # mantissa bits, between FP16 and INT8.
+    "bf16": Floors(min_psnr_db=30.0, min_ssim=0.95),
 }
 
 
@@ -248,9 +251,6 @@ def run_check(model_dir, backend: str = "onnxruntime", checkpoint=None, sizes: O
         precision = "fp16" if options.get("fp16") else "fp32"
     else:
         precision = index.get("precision", manifest.precision) if kind == "tensorrt" else manifest.precision
-    overrides = dict((floors_file or {}).get(precision, {}))
-    overrides.update(floor_overrides or {})
-    floors = floors_for(precision, overrides)
     candidates = make_backends(model_dir, backend, checkpoint, **options)
     model = reference_model(manifest, checkpoint)
     references = {}
@@ -270,6 +270,10 @@ def run_check(model_dir, backend: str = "onnxruntime", checkpoint=None, sizes: O
     try:
         for item in list(candidates.values()) + list(references.values()):
             opened.append(item.open())
+        precision = ran_precision(candidates[frames_role], precision)
+        overrides = dict((floors_file or {}).get(precision, {}))
+        overrides.update(floor_overrides or {})
+        floors = floors_for(precision, overrides)
         for label, names, size, feed in cases:
             if log:
                 log(f"{label} {size[0]}x{size[1]}")
@@ -291,6 +295,15 @@ def run_check(model_dir, backend: str = "onnxruntime", checkpoint=None, sizes: O
                      "range PSNR and max abs carry the signal")
     return CheckReport(str(model_dir), backend, candidate, reference, precision, manifest.graph_kind, floors, rows,
                        notes)
+
+
+def ran_precision(candidate, exported: str) -> str:
+    """The precision the candidate computed in: the export's, except where the backend chose a
+    lower one itself (OpenVINO runs FP32 graphs in BF16 on CPUs that have it, by default)."""
+    computed = getattr(candidate, "compute_precision", None)
+    if exported == "fp32" and computed in DEFAULT_FLOORS:
+        return computed
+    return exported
 
 
 # -- presenting ------------------------------------------------------------------------------------

@@ -4,10 +4,10 @@ import platform
 import re
 import subprocess
 from importlib import metadata
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 LIBRARIES = ("torch", "onnx", "onnxruntime", "onnxruntime-gpu", "tensorrt", "opencv-python-headless",
-             "numpy", "pycuda", "polygraphy")
+             "numpy", "pycuda", "polygraphy", "openvino", "nncf")
 
 
 def cpu_model() -> str:
@@ -19,6 +19,28 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+# The instruction sets that decide which precision is fast here (FMA FP32, VNNI INT8, BF16, AMX
+# matrix tiles): results from CPUs of different kinds are only comparable with these in view.
+INSTRUCTION_SETS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_bf16",
+                    "amx_int8")
+
+
+def cpu_features(cpuinfo: Optional[str] = None) -> List[str]:
+    """Which of ``INSTRUCTION_SETS`` this CPU has (the flags of /proc/cpuinfo; [] elsewhere)."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo") as f:
+                cpuinfo = f.read()
+        except OSError:
+            return []
+    flags = set()
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+            break
+    return [name for name in INSTRUCTION_SETS if name in flags]
 
 
 def memory_gib() -> Optional[float]:
@@ -57,6 +79,7 @@ def describe_machine() -> dict:
         "platform": platform.platform(),
         "python": platform.python_version(),
         "cpu": cpu_model(),
+        "cpu_features": cpu_features(),
         "cpu_cores": os.cpu_count(),
         "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "memory_gib": memory_gib(),

@@ -6,11 +6,14 @@ import math
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+import numpy as np
+
 from infusionnet.runtime.fileio import atomic_path
 
-CSV_COLUMNS = ("backend", "precision", "graph", "mode", "size", "batch", "status", "median_ms", "p90_ms",
-               "p99_ms", "mean_ms", "std_ms", "fps", "speedup", "psnr_db", "max_abs", "peak_rss_mb",
-               "gpu_mem_mb", "preprocess_ms", "style_ms", "content_ms", "postprocess_ms", "reason")
+CSV_COLUMNS = ("backend", "precision", "compute_precision", "graph", "mode", "size", "batch", "status", "median_ms",
+               "p90_ms", "p99_ms", "mean_ms", "std_ms", "fps", "speedup", "speedup_min", "speedup_max", "rounds",
+               "psnr_db", "max_abs", "content_gmac", "gmacs", "peak", "peak_share", "peak_rss_mb", "gpu_mem_mb",
+               "preprocess_ms", "style_ms", "content_ms", "postprocess_ms", "reason")
 STAGES = ("preprocess", "style", "content", "postprocess")
 
 
@@ -20,8 +23,13 @@ def row_key(row: dict) -> tuple:
 
 def flatten(row: dict) -> Dict[str, object]:
     """The CSV view of a row: latency statistics, stages and accuracy as columns."""
-    flat = {key: row.get(key) for key in ("backend", "precision", "graph", "mode", "size", "batch", "status",
-                                           "speedup", "peak_rss_mb", "gpu_mem_mb", "reason")}
+    flat = {key: row.get(key) for key in ("backend", "precision", "compute_precision", "graph", "mode", "size",
+                                           "batch", "status", "speedup", "content_gmac", "peak_rss_mb",
+                                           "gpu_mem_mb", "reason")}
+    spread = row.get("speedup_rounds") or {}
+    flat.update(speedup_min=spread.get("min"), speedup_max=spread.get("max"), rounds=len(spread.get("ratios", [])))
+    share = row.get("peak") or {}
+    flat.update(gmacs=share.get("gmacs"), peak=share.get("peak"), peak_share=share.get("share"))
     flat.update({k: v for k, v in (row.get("latency") or {}).items() if k in CSV_COLUMNS})
     flat.update({k: v for k, v in (row.get("accuracy") or {}).items() if k in CSV_COLUMNS})
     flat.update({f"{stage}_ms": (row.get("stages_ms") or {}).get(stage) for stage in STAGES})
@@ -29,13 +37,42 @@ def flatten(row: dict) -> Dict[str, object]:
 
 
 def add_speedups(rows: List[dict]) -> None:
-    """Speed-up of every measured row over the reference row of the same size and batch."""
-    reference = {(r["size"], r["batch"]): r["latency"]["median_ms"] for r in rows
-                 if r["backend"] == "reference" and r["status"] == "ok"}
+    """Speed-up of every measured row over the reference row of the same size and batch.
+
+    Rows timed in interleaved rounds (``round_medians_ms``) get one ratio per round, each
+    comparing the same minutes of the machine: the speed-up is their median and
+    ``speedup_rounds`` keeps them all with their min and max (the spread to quote). Rows timed
+    one after another get the ratio of the medians.
+    """
+    references = {(r["size"], r["batch"]): r for r in rows if r["backend"] == "reference" and r["status"] == "ok"}
     for row in rows:
-        base = reference.get((row["size"], row["batch"]))
-        if row["status"] == "ok" and base:
-            row["speedup"] = base / row["latency"]["median_ms"]
+        base = references.get((row["size"], row["batch"]))
+        if row["status"] != "ok" or not base:
+            continue
+        row["speedup"] = base["latency"]["median_ms"] / row["latency"]["median_ms"]
+        ratios = round_ratios(base.get("round_medians_ms"), row.get("round_medians_ms"))
+        if ratios:
+            row["speedup"] = float(np.median(ratios))
+            row["speedup_rounds"] = {"ratios": ratios, "min": min(ratios), "max": max(ratios)}
+
+
+def round_ratios(reference_ms: Optional[Sequence[float]], row_ms: Optional[Sequence[float]]) -> List[float]:
+    """Reference / row median per round; empty unless both were timed in the same rounds."""
+    if not reference_ms or not row_ms or len(reference_ms) != len(row_ms):
+        return []
+    return [float(ref / ms) for ref, ms in zip(reference_ms, row_ms) if ms > 0]
+
+
+def add_peak_shares(rows: List[dict], peaks: Dict[str, dict]) -> None:
+    """Each measured row's content-path throughput and its share of the machine's measured peak
+    for the precision it ran in (``benchmarks.peak``)."""
+    from .peak import peak_share
+
+    for row in rows:
+        macs = row.get("content_gmac")
+        share = peak_share(row, int(macs * 1e9) if macs else None, peaks)
+        if share:
+            row["peak"] = share
 
 
 def write_results(directory: Path, machine: dict, settings: dict, rows: List[dict]) -> Dict[str, Path]:
@@ -73,23 +110,45 @@ def _fmt(value, spec: str = ".2f", suffix: str = "") -> str:
     return f"{value:{spec}}{suffix}"
 
 
+def precision_label(row: dict) -> str:
+    """The export's precision, and what really ran where a backend chose otherwise: "fp32>bf16"."""
+    computed = row.get("compute_precision")
+    return f"{row['precision']}>{computed}" if computed and computed != row["precision"] else row["precision"]
+
+
+def speedup_label(row: dict) -> str:
+    """"3.10x", or with interleaved rounds "3.10x (2.95-3.30)": the median and the spread of the
+    per-round ratios."""
+    text = _fmt(row.get("speedup"), ".2f", "x")
+    spread = row.get("speedup_rounds")
+    if spread:
+        text += f" ({spread['min']:.2f}-{spread['max']:.2f})"
+    return text
+
+
+def peak_label(row: dict) -> str:
+    """"23% fp32": the row's share of the measured peak of the precision it is held against."""
+    share = row.get("peak")
+    return f"{share['share'] * 100:.0f}% {share['peak']}" if share else "-"
+
+
 def results_table(rows: Sequence[dict], title: str = "InfusionNet benchmark"):
     """A rich Table of every row, skipped ones with their reason."""
     from rich.table import Table
     table = Table(title=title, header_style="bold")
     for column in ("backend", "prec", "graph", "size", "B", "median ms", "p99 ms", "FPS", "speed-up",
-                   "PSNR dB", "max abs", "RSS MiB", "stages ms (pre/style/content/post)"):
+                   "of peak", "PSNR dB", "max abs", "RSS MiB", "stages ms (pre/style/content/post)"):
         table.add_column(column, justify="left" if column in ("backend", "prec", "graph") else "right")
     for row in rows:
         if row["status"] != "ok":
             table.add_row(row["backend"], row["precision"], row["graph"], row["size"], str(row["batch"]),
-                          f"[yellow]{row['status']}[/]", *[""] * 7)  # reasons are listed below the table
+                          f"[yellow]{row['status']}[/]", *[""] * 8)  # reasons are listed below the table
             continue
         latency, accuracy, stages = row["latency"], row.get("accuracy") or {}, row.get("stages_ms") or {}
         table.add_row(
-            row["backend"], row["precision"], row["graph"], row["size"], str(row["batch"]),
+            row["backend"], precision_label(row), row["graph"], row["size"], str(row["batch"]),
             _fmt(latency["median_ms"]), _fmt(latency["p99_ms"]), _fmt(latency["fps"], ".1f"),
-            _fmt(row.get("speedup"), ".2f", "x"), _fmt(accuracy.get("psnr_db"), ".1f"),
+            speedup_label(row), peak_label(row), _fmt(accuracy.get("psnr_db"), ".1f"),
             _fmt(accuracy.get("max_abs"), ".2e"), _fmt(row.get("peak_rss_mb"), ".0f"),
             "/".join(_fmt(stages.get(s), ".1f") for s in STAGES))
     return table
@@ -186,20 +245,27 @@ def write_markdown(directory: Path, machine: dict, settings: dict, rows: Sequenc
              + (f"; GPU {gpu['name']} (driver {gpu['driver']})" if gpu else "; no GPU"),
              "- versions: " + ", ".join(f"{k} {v}" for k, v in sorted(machine["versions"].items())),
              "- settings: " + ", ".join(f"{k}={v}" for k, v in settings.items())]
+    features = machine.get("cpu_features")
+    if features is not None:
+        from .machine import INSTRUCTION_SETS
+        lines += ["- CPU features: " + (", ".join(features) or "none of " + ", ".join(INSTRUCTION_SETS))]
+    for name, peak in sorted((machine.get("peaks") or {}).items()):
+        lines += [f"- measured peak {name}: {peak['gmacs']:.0f} G MAC/s ({peak['how']})"]
     if command:
         lines += ["- reproduce: `" + command + "`"]
-    lines += ["", "| backend | precision | graph | size | batch | median ms | p99 ms | FPS | speed-up | PSNR dB | "
-              "max abs | peak RSS MiB |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += ["", "| backend | precision | graph | size | batch | median ms | p99 ms | FPS | speed-up | of peak | "
+              "PSNR dB | max abs | peak RSS MiB |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         if row["status"] != "ok":
             lines.append(f"| {row['backend']} | {row['precision']} | {row['graph']} | {row['size']} | "
-                         f"{row['batch']} | {row['status']}: {row.get('reason', '')} | | | | | | |")
+                         f"{row['batch']} | {row['status']}: {row.get('reason', '')} | | | | | | | |")
             continue
         latency, accuracy = row["latency"], row.get("accuracy") or {}
-        lines.append(f"| {row['backend']} | {row['precision']} | {row['graph']} | {row['size']} | {row['batch']} | "
-                     f"{_fmt(latency['median_ms'])} | {_fmt(latency['p99_ms'])} | {_fmt(latency['fps'], '.1f')} | "
-                     f"{_fmt(row.get('speedup'), '.2f', 'x')} | {_fmt(accuracy.get('psnr_db'), '.1f')} | "
-                     f"{_fmt(accuracy.get('max_abs'), '.2e')} | {_fmt(row.get('peak_rss_mb'), '.0f')} |")
+        lines.append(f"| {row['backend']} | {precision_label(row)} | {row['graph']} | {row['size']} | "
+                     f"{row['batch']} | {_fmt(latency['median_ms'])} | {_fmt(latency['p99_ms'])} | "
+                     f"{_fmt(latency['fps'], '.1f')} | {speedup_label(row)} | {peak_label(row)} | "
+                     f"{_fmt(accuracy.get('psnr_db'), '.1f')} | {_fmt(accuracy.get('max_abs'), '.2e')} | "
+                     f"{_fmt(row.get('peak_rss_mb'), '.0f')} |")
     lines.append("")
     for plot in plots:
         lines += [f"![{plot.stem}]({plot.name})", ""]

@@ -9,11 +9,18 @@ style (the style graph; skipped per frame in cached-style mode, where kernels ar
 and held by the content graph), content (content encoder + decoder) and post-processing
 (denormalize to uint8). Inputs are real sample images, and every row's output is compared with
 the PyTorch FP32 output for the same inputs.
+
+By default rows are timed one after another. On a machine whose other load drifts, that makes
+each ratio compare different minutes; ``rounds`` > 1 prepares every row of a size first and
+times them interleaved (A B C, A B C, ...), and the report gives the spread of the per-round
+ratios beside the median.
 """
+import copy
 import tempfile
-from dataclasses import dataclass
+from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -24,7 +31,7 @@ from infusionnet.runtime.model_choice import describe
 from . import memory
 from .timing import StageTimer, latency_stats, measure
 
-BACKENDS = ("torch", "onnxruntime", "tensorrt")
+BACKENDS = ("torch", "onnxruntime", "tensorrt", "openvino")
 PRECISIONS = ("fp32", "fp16", "int8")
 MODES = ("cached-style", "full")
 NAMED_SIZES = {"720p": (720, 1280), "1080p": (1080, 1920), "480p": (480, 640)}
@@ -52,11 +59,12 @@ class BenchConfig:
     device: str = "cpu"
     reference: bool = True
     workdir: Optional[str] = None  # where ONNX exports go (default: a temporary folder)
+    rounds: int = 1  # > 1: rows timed interleaved in this many rounds (see measure_interleaved)
 
     def settings(self) -> dict:
         return {"mode": self.mode, "batch": self.batch, "warmup": self.warmup, "iterations": self.iterations,
                 "seconds": self.seconds, "threads": self.threads, "style_size": self.style_size,
-                "device": self.device, "checkpoint": describe(self.checkpoint),
+                "device": self.device, "rounds": self.rounds, "checkpoint": describe(self.checkpoint),
                 "content_sample": CONTENT_SAMPLE, "style_sample": STYLE_SAMPLE, "torch_flush_denormal": True}
 
 
@@ -131,99 +139,157 @@ def skipped(backend, precision, graph, mode, size, batch, reason: str, status: s
     return row
 
 
-def time_pipeline(config: BenchConfig, inputs: Inputs, stages: Dict[str, Callable], synchronize=lambda: None
-                  ) -> Tuple[dict, Dict[str, float], np.ndarray]:
-    """Time preprocess -> [style] -> content -> postprocess; returns latency stats, per-stage means
-    (from a separate pass, so the stage clocks do not inflate the headline latency) and the output."""
-    from infusionnet.runtime import images
+@dataclass
+class Candidate:
+    """A row ready to time: its fields, its stages and how to wait for its device.
 
-    def frame():
-        tensor = images.normalize(inputs.frames)
-        if "style" in stages:
-            stages["style"]()
-        out = stages["content"](tensor)
-        images.denormalize(out)
-        return out
+    Preparing (exports, engines, open sessions, cached kernels) is kept apart from timing so
+    that rows can be timed one after another (sequential) or in interleaved rounds.
+    """
+    row: dict
+    stages: Dict[str, Callable]
+    synchronize: Callable[[], None] = lambda: None
+    gpu_memory: Optional[Callable[[], float]] = None
+    details: dict = field(default_factory=dict)  # extra row fields known once open (compute precision)
 
-    samples = measure(frame, warmup=config.warmup, iterations=config.iterations, seconds=config.seconds,
-                      synchronize=synchronize)
-    timer = StageTimer(synchronize)
-    for _ in range(max(3, min(10, len(samples)))):
-        tensor = timer.time("preprocess", lambda: images.normalize(inputs.frames))
-        if "style" in stages:
-            timer.time("style", stages["style"])
-        out = timer.time("content", lambda: stages["content"](tensor))
-        timer.time("postprocess", lambda: images.denormalize(out))
-    means = timer.means_ms()
-    means.setdefault("style", 0.0)
-    return latency_stats(samples), means, np.asarray(out)
+    def frame(self, inputs: "Inputs") -> Callable[[], np.ndarray]:
+        """One frame through every stage: preprocess -> [style] -> content -> postprocess."""
+        from infusionnet.runtime import images
+
+        stages = self.stages
+
+        def run():
+            tensor = images.normalize(inputs.frames)
+            if "style" in stages:
+                stages["style"]()
+            out = stages["content"](tensor)
+            images.denormalize(out)
+            return out
+
+        return run
+
+    def stage_means(self, inputs: "Inputs", passes: int) -> Tuple[Dict[str, float], np.ndarray]:
+        """Per-stage means from a separate pass (stage clocks would inflate the headline latency)
+        and the last output."""
+        from infusionnet.runtime import images
+
+        timer = StageTimer(self.synchronize)
+        out = None
+        for _ in range(passes):
+            tensor = timer.time("preprocess", lambda: images.normalize(inputs.frames))
+            if "style" in self.stages:
+                timer.time("style", self.stages["style"])
+            out = timer.time("content", lambda: self.stages["content"](tensor))
+            timer.time("postprocess", lambda: images.denormalize(out))
+        means = timer.means_ms()
+        means.setdefault("style", 0.0)
+        return means, np.asarray(out)
+
+    def finish(self, inputs: "Inputs", samples: List[float], peak_rss_mb: Optional[float]) -> dict:
+        row = dict(self.row, **self.details)
+        stage_means, output = self.stage_means(inputs, max(3, min(10, len(samples))))
+        row.update(latency=latency_stats(samples), stages_ms=stage_means, accuracy=inputs.accuracy(output),
+                   peak_rss_mb=peak_rss_mb, gpu_mem_mb=self.gpu_memory() if self.gpu_memory else None)
+        return row
 
 
-def reference_row(model, config: BenchConfig, inputs: Inputs, size) -> dict:
-    """The authors' test path: eager FP32, AdaConv looped over the batch, style every frame."""
+def measure_row(candidate: Candidate, config: BenchConfig, inputs: Inputs) -> dict:
+    """Time one prepared row on its own (the sequential mode)."""
+    memory.reset_peak_rss()
+    samples = measure(candidate.frame(inputs), warmup=config.warmup, iterations=config.iterations,
+                      seconds=config.seconds, synchronize=candidate.synchronize)
+    return candidate.finish(inputs, samples, memory.peak_rss_mb())
+
+
+def measure_interleaved(candidates: Sequence[Candidate], config: BenchConfig, inputs: Inputs) -> List[dict]:
+    """Time prepared rows in rounds, A B C, A B C, ...: each round gives every row ``--iters``
+    runs or ``--seconds``, so the rows of one round share the same minutes of a machine whose
+    other load drifts. Rows keep all their samples and each round's median ("round_medians_ms"),
+    from which ``report.add_speedups`` takes per-round ratios. Peak RSS is left out: every row
+    is loaded at once, so the process peak is no row's own."""
+    frames = [candidate.frame(inputs) for candidate in candidates]
+    for candidate, frame in zip(candidates, frames):
+        for _ in range(config.warmup):
+            frame()
+        candidate.synchronize()
+    samples = [[] for _ in candidates]  # type: List[List[float]]
+    medians = [[] for _ in candidates]  # type: List[List[float]]
+    for _ in range(config.rounds):
+        for index, (candidate, frame) in enumerate(zip(candidates, frames)):
+            taken = measure(frame, warmup=0, iterations=config.iterations, seconds=config.seconds,
+                            synchronize=candidate.synchronize, min_iterations=1)
+            samples[index].extend(taken)
+            medians[index].append(float(np.median(taken)))
+    rows = []
+    for candidate, taken, round_medians in zip(candidates, samples, medians):
+        row = candidate.finish(inputs, taken, None)
+        row["round_medians_ms"] = round_medians
+        rows.append(row)
+    return rows
+
+
+def prepare_reference(model, config: BenchConfig, inputs: Inputs, size) -> Candidate:
+    """The authors' test path: eager FP32, AdaConv looped over the batch, style every frame.
+    It runs on its own copy of the model, so other rows can be prepared beside it."""
     import torch
-    model.use_reference_adaconv(True)
+    net = copy.deepcopy(model).use_reference_adaconv(True)
     style = torch.from_numpy(inputs.style)
     kernels = {}
 
+    @torch.inference_mode()
     def style_stage():
-        kernels["k"] = model.style_kernels(style)
+        kernels["k"] = net.style_kernels(style)
 
+    @torch.inference_mode()
     def content_stage(tensor):
-        return model.decode(model.encode_content(torch.from_numpy(tensor)), kernels["k"])[0].numpy()
+        return net.decode(net.encode_content(torch.from_numpy(tensor)), kernels["k"])[0].numpy()
 
-    try:
-        with torch.inference_mode():
-            return _measured_row("reference", "fp32", "full", "full", size, config, inputs,
-                                 {"style": style_stage, "content": content_stage})
-    finally:
-        model.use_reference_adaconv(False)
+    return Candidate(_row("reference", "fp32", "full", "full", size, config.batch),
+                     {"style": style_stage, "content": content_stage})
 
 
-def _measured_row(backend, precision, graph, mode, size, config, inputs, stages, synchronize=lambda: None,
-                  gpu_memory: Optional[Callable[[], float]] = None) -> dict:
-    row = _row(backend, precision, graph, mode, size, config.batch)
-    memory.reset_peak_rss()
-    latency, stage_means, output = time_pipeline(config, inputs, stages, synchronize)
-    row.update(latency=latency, stages_ms=stage_means, accuracy=inputs.accuracy(output),
-               peak_rss_mb=memory.peak_rss_mb(), gpu_mem_mb=gpu_memory() if gpu_memory else None)
-    return row
-
-
-def backend_rows(backend_name: str, precision: str, export_dir: Path, config: BenchConfig, inputs: Inputs,
-                 size, model_options: dict, graph: str) -> dict:
-    """One row through a runtime backend over the split graphs of ``export_dir``; ``graph`` labels it."""
+def prepare_backend(backend_name: str, precision: str, export_dir: Path, config: BenchConfig, inputs: Inputs,
+                    size, model_options: dict, graph: str, resources: ExitStack) -> Candidate:
+    """A row through a runtime backend over the split graphs of ``export_dir``; ``graph`` labels it.
+    The backends stay open until ``resources`` closes."""
     from infusionnet.runtime.stylizer import make_backends
 
     backends = make_backends(export_dir, backend_name, checkpoint=config.checkpoint, **model_options)
-    style_backend, content_backend = backends["style"], backends["content"]
-    with style_backend, content_backend:
-        kernels = style_backend.run({"style": inputs.style})
-        stages = {"content": lambda tensor: content_backend.run({"content": tensor})["stylized"]}
-        if config.mode == "cached-style":
-            content_backend.hold(kernels)
-        else:
-            def style_stage():
-                content_backend.hold(style_backend.run_on_device({"style": inputs.style}))
-            stages["style"] = style_stage
-        return _measured_row(backend_name, precision, graph, config.mode, size, config, inputs, stages,
-                             synchronize=getattr(content_backend, "synchronize", lambda: None))
+    style_backend = resources.enter_context(backends["style"])
+    content_backend = resources.enter_context(backends["content"])
+    kernels = style_backend.run({"style": inputs.style})
+    stages = {"content": lambda tensor: content_backend.run({"content": tensor})["stylized"]}
+    if config.mode == "cached-style":
+        content_backend.hold(kernels)
+    else:
+        def style_stage():
+            content_backend.hold(style_backend.run_on_device({"style": inputs.style}))
+        stages["style"] = style_stage
+    details = {}
+    computed = getattr(content_backend, "compute_precision", None)
+    if computed:  # OpenVINO: what the convolutions really ran in (BF16 by default on AMX CPUs)
+        details["compute_precision"] = computed
+    return Candidate(_row(backend_name, precision, graph, config.mode, size, config.batch), stages,
+                     synchronize=getattr(content_backend, "synchronize", lambda: None), details=details)
 
 
-def torch_row(model, precision: str, config: BenchConfig, inputs: Inputs, size) -> dict:
-    """PyTorch with batched AdaConv (this project's form), at fp32 (CPU/CUDA) or fp16 (CUDA)."""
+def prepare_torch(model, precision: str, config: BenchConfig, inputs: Inputs, size) -> Candidate:
+    """PyTorch with batched AdaConv (this project's form), at fp32 (CPU/CUDA) or fp16 (CUDA), on
+    its own copy of the model."""
     import torch
     device = torch.device(config.device)
     dtype = torch.float16 if precision == "fp16" else torch.float32
-    net = model.to(device=device, dtype=dtype)
+    net = copy.deepcopy(model).to(device=device, dtype=dtype)
     style = torch.from_numpy(inputs.style).to(device, dtype)
     with torch.inference_mode():
         cached = net.style_kernels(style)
     kernels = {"k": cached}
 
+    @torch.inference_mode()
     def style_stage():
         kernels["k"] = net.style_kernels(style)
 
+    @torch.inference_mode()
     def content_stage(tensor):
         x = torch.from_numpy(tensor).to(device, dtype)
         return net.decode(net.encode_content(x), kernels["k"])[0].float().cpu().numpy()
@@ -235,11 +301,7 @@ def torch_row(model, precision: str, config: BenchConfig, inputs: Inputs, size) 
     gpu = (lambda: torch.cuda.max_memory_allocated() / 2 ** 20) if device.type == "cuda" else None
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    try:
-        with torch.inference_mode():
-            return _measured_row("torch", precision, "eager", config.mode, size, config, inputs, stages, sync, gpu)
-    finally:
-        model.to(device="cpu", dtype=torch.float32)
+    return Candidate(_row("torch", precision, "eager", config.mode, size, config.batch), stages, sync, gpu)
 
 
 def export_split(config: BenchConfig, precision: str, size, workdir: Path, int8_target: Optional[str] = None
@@ -272,19 +334,51 @@ def tensorrt_unavailable() -> Optional[str]:
     return None
 
 
-def plan_rows(config: BenchConfig) -> List[Tuple[str, str, Optional[str]]]:
-    """(backend, precision, INT8 target) in the order they run. INT8 graphs are TensorRT's explicit
-    Q/DQ form; ONNX Runtime on the CPU also gets a row with the graph laid out for its CPU kernels
-    (``export --int8-target cpu``), since that is what a CPU deployment would use."""
+def openvino_unavailable(precision: str) -> Optional[str]:
+    """Why OpenVINO rows (and, for INT8, NNCF) cannot run here, or None."""
+    try:
+        import openvino  # noqa: F401  (only: is it installed?)
+    except ImportError:
+        return "OpenVINO is not installed (pip install .[openvino])"
+    if precision == "int8":
+        try:
+            import nncf  # noqa: F401
+        except ImportError:
+            return "NNCF is not installed (pip install .[openvino]): OpenVINO's INT8 graphs come from it"
+    return None
+
+
+class PlanRow(NamedTuple):
+    """One row to run: backend, precision, INT8 target (graph layout) and OpenVINO precision."""
+    backend: str
+    precision: str
+    int8_target: Optional[str] = None
+    ov_precision: Optional[str] = None
+
+
+def plan_rows(config: BenchConfig) -> List[PlanRow]:
+    """The rows in the order they run. INT8 graphs are TensorRT's explicit Q/DQ form; ONNX Runtime
+    on the CPU also gets a row with the graph laid out for its CPU kernels (``export --int8-target
+    cpu``), since that is what a CPU deployment would use. OpenVINO runs the FP32 graph twice,
+    with its defaults (what a CPU user gets: BF16 on CPUs with AMX or AVX-512 BF16) and forced to
+    FP32, and NNCF's INT8 graph with its defaults."""
     plan = []
     for backend in config.backends:
         for precision in config.precisions:
-            if precision != "int8" or backend == "torch":
-                plan.append((backend, precision, None))
+            if backend == "openvino":
+                if precision == "fp32":
+                    plan += [PlanRow(backend, precision, None, "default"), PlanRow(backend, precision, None, "fp32")]
+                elif precision == "int8":
+                    plan.append(PlanRow(backend, precision, "openvino", "default"))
+                else:
+                    plan.append(PlanRow(backend, precision))
                 continue
-            plan.append((backend, precision, "tensorrt"))
+            if precision != "int8" or backend == "torch":
+                plan.append(PlanRow(backend, precision))
+                continue
+            plan.append(PlanRow(backend, precision, "tensorrt"))
             if backend == "onnxruntime" and config.device == "cpu":
-                plan.append((backend, precision, "cpu"))
+                plan.append(PlanRow(backend, precision, "cpu"))
     return plan
 
 
@@ -294,7 +388,11 @@ def run_benchmark(config: BenchConfig, progress: Optional[Callable[[str], None]]
     from infusionnet.models import validate_style_size
     from infusionnet.models.default_model import resolve_network
 
+    from .peak import content_macs
+
     progress = progress or (lambda text: None)
+    if config.rounds < 1:
+        raise BenchError(f"--rounds must be at least 1, not {config.rounds}")
     if config.threads:
         torch.set_num_threads(config.threads)
     # Untrained weights leave denormal floats in the style path, which slow CPU convolutions many
@@ -305,52 +403,101 @@ def run_benchmark(config: BenchConfig, progress: Optional[Callable[[str], None]]
     if config.device == "cuda" and not torch.cuda.is_available():
         raise BenchError("--device cuda asked for, but PyTorch sees no CUDA GPU")
     trt_reason = tensorrt_unavailable() if "tensorrt" in config.backends else None
-    ort_options = {"intra_op_threads": config.threads} if config.threads else {}
+    context = {"model": model, "trt_reason": trt_reason,
+               "ort_options": {"intra_op_threads": config.threads} if config.threads else {}}
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="infusionnet-bench-") as scratch:
-        workdir = Path(config.workdir) if config.workdir else Path(scratch)
+        context["workdir"] = Path(config.workdir) if config.workdir else Path(scratch)
         for size in config.sizes:
             progress(f"{size_label(size)}: PyTorch FP32 reference output")
             inputs = Inputs(model, size, config.style_size, config.batch)
-            if config.reference:
-                progress(f"{size_label(size)}: reference (authors' test path)")
-                rows.append(reference_row(model, config, inputs, size))
-            for backend, precision, int8_target in plan_rows(config):
-                layout = " (CPU layout)" if int8_target == "cpu" else ""
-                progress(f"{size_label(size)}: {backend} {precision}{layout}")
-                rows.append(_one_row(backend, precision, model, config, inputs, size, workdir, trt_reason,
-                                     ort_options, int8_target))
+            macs = content_macs(model, size, config.batch)
+            plan = ([None] if config.reference else []) + plan_rows(config)
+            if config.rounds > 1:
+                size_rows = _interleaved(plan, config, inputs, size, context, progress)
+            else:
+                size_rows = []
+                for item in plan:
+                    progress(f"{size_label(size)}: {_describe(item)}")
+                    with ExitStack() as resources:
+                        prepared = _prepare(item, config, inputs, size, context, resources)
+                        size_rows.append(prepared if isinstance(prepared, dict)
+                                         else measure_row(prepared, config, inputs))
+            for row in size_rows:
+                row["content_gmac"] = macs / 1e9
+            rows += size_rows
     return rows
 
 
-def graph_label(mode: str, int8_target: Optional[str] = None) -> str:
-    """The graph column: which graphs run per frame, and "/cpu-int8" for the CPU INT8 layout."""
+def _interleaved(plan, config: BenchConfig, inputs: Inputs, size, context: dict, progress) -> List[dict]:
+    """Prepare every row of one size, then time them together in rounds; rows in plan order."""
+    with ExitStack() as resources:
+        prepared = []
+        for item in plan:
+            progress(f"{size_label(size)}: prepare {_describe(item)}")
+            prepared.append(_prepare(item, config, inputs, size, context, resources))
+        candidates = [p for p in prepared if isinstance(p, Candidate)]
+        progress(f"{size_label(size)}: {config.rounds} interleaved rounds of {len(candidates)} rows")
+        timed = iter(measure_interleaved(candidates, config, inputs))
+        return [p if isinstance(p, dict) else next(timed) for p in prepared]
+
+
+def _describe(item: Optional[PlanRow]) -> str:
+    if item is None:
+        return "reference (authors' test path)"
+    layout = {"cpu": " (CPU layout)", "openvino": " (NNCF)"}.get(item.int8_target or "", "")
+    ov = f" ({item.ov_precision})" if item.ov_precision and item.precision != "int8" else ""
+    return f"{item.backend} {item.precision}{layout}{ov}"
+
+
+def graph_label(mode: str, int8_target: Optional[str] = None, ov_precision: Optional[str] = None) -> str:
+    """The graph column: which graphs run per frame, "/cpu-int8" for the CPU INT8 layout,
+    "/nncf-int8" for NNCF's, and "/ov-default" or "/ov-fp32" for OpenVINO's precision setting."""
     graph = "content" if mode == "cached-style" else "style+content"
-    return graph + ("/cpu-int8" if int8_target == "cpu" else "")
+    graph += {"cpu": "/cpu-int8", "openvino": "/nncf-int8"}.get(int8_target or "", "")
+    if ov_precision and int8_target is None:
+        graph += f"/ov-{ov_precision}"
+    return graph
 
 
-def _one_row(backend, precision, model, config, inputs, size, workdir, trt_reason, ort_options,
-             int8_target=None) -> dict:
-    graph = graph_label(config.mode, int8_target)
+def _prepare(item: Optional[PlanRow], config: BenchConfig, inputs: Inputs, size, context: dict,
+             resources: ExitStack):
+    """A Candidate for one plan row (None: the reference), or a skipped/failed row dict."""
+    model, batch, mode = context["model"], config.batch, config.mode
+    if item is None:
+        return prepare_reference(model, config, inputs, size)
+    backend, precision, int8_target, ov_precision = item
+    graph = graph_label(mode, int8_target, ov_precision)
     if backend == "torch":
         if precision == "int8":
-            return skipped(backend, precision, "eager", config.mode, size, config.batch,
+            return skipped(backend, precision, "eager", mode, size, batch,
                            "PyTorch eager has no INT8 path here (use onnxruntime or tensorrt)")
         if precision == "fp16" and config.device != "cuda":
-            return skipped(backend, precision, "eager", config.mode, size, config.batch,
+            return skipped(backend, precision, "eager", mode, size, batch,
                            "FP16 PyTorch needs CUDA (--device cuda); CPU FP16 convolutions are not a deployment path")
-        return torch_row(model, precision, config, inputs, size)
-    if backend == "tensorrt" and trt_reason:
-        return skipped(backend, precision, graph, config.mode, size, config.batch, trt_reason)
+        return prepare_torch(model, precision, config, inputs, size)
+    if backend == "tensorrt" and context["trt_reason"]:
+        return skipped(backend, precision, graph, mode, size, batch, context["trt_reason"])
+    if backend == "openvino":
+        reason = openvino_unavailable(precision)
+        if precision == "fp16":
+            reason = ("OpenVINO's CPU plugin computes in FP32, BF16 or INT8; an FP16 graph is no CPU path "
+                      "(the fp32 rows show its defaults)")
+        if reason:
+            return skipped(backend, precision, graph, mode, size, batch, reason)
     try:
-        onnx_dir = export_split(config, precision, size, workdir, int8_target)
+        onnx_dir = export_split(config, precision, size, context["workdir"], int8_target)
         if backend == "onnxruntime":
-            return backend_rows("onnxruntime", precision, onnx_dir, config, inputs, size, ort_options, graph)
+            return prepare_backend("onnxruntime", precision, onnx_dir, config, inputs, size, context["ort_options"],
+                                   graph, resources)
+        if backend == "openvino":
+            options = {"precision": ov_precision or "default", "threads": config.threads}
+            return prepare_backend("openvino", precision, onnx_dir, config, inputs, size, options, graph, resources)
         from infusionnet.export.trt_build import BuildOptions, build_engines
-        engine_dir = workdir / f"trt-{onnx_dir.name}"
+        engine_dir = context["workdir"] / f"trt-{onnx_dir.name}"
         if not engine_dir.exists():
             build_engines(onnx_dir, engine_dir, BuildOptions(precision=precision), log=lambda *a, **k: None)
-        return backend_rows("tensorrt", precision, engine_dir, config, inputs, size, {}, graph)
+        return prepare_backend("tensorrt", precision, engine_dir, config, inputs, size, {}, graph, resources)
     except InfusionNetError as error:
-        return skipped(backend, precision, graph, config.mode, size, config.batch, str(error), status="failed")
+        return skipped(backend, precision, graph, mode, size, batch, str(error), status="failed")

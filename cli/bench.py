@@ -12,6 +12,14 @@ Benchmark latency, throughput, memory and accuracy across backends, precisions a
 Each size gets a reference row (the authors' test path: PyTorch eager FP32, AdaConv looped over
 the batch, the style encoded every frame); every other row shows its speed-up over it, so results
 compare across machines. Rows that cannot run here are listed as skipped with the reason.
+
+--rounds N times the rows of each size interleaved (A B C, A B C, ...: N rounds of --iters runs or
+--seconds per row) so that every ratio compares the same minutes of a machine whose other load
+drifts; the speed-up is then the median of the per-round ratios, shown with their spread.
+The machine's peak matrix throughput per precision is measured first (short GEMM runs: numpy
+FP32, ONNX Runtime INT8, OpenVINO BF16 where the CPU has it) and each row shows its share of
+the peak for the precision it ran in. OpenVINO rows say which precision actually ran
+(fp32>bf16: an FP32 graph that OpenVINO's defaults computed in BF16).
 Writes results.json (with the machine description), results.csv, two PNG plots and report.md.
 """
 
@@ -25,14 +33,16 @@ examples:
   infusionnet bench --backends onnxruntime --precisions fp32,int8 --sizes 512 --threads 2 -o runs/b
   infusionnet bench --backends torch,tensorrt --precisions fp32,fp16 --device cuda --sizes 512,720p,1080p -o runs/gpu
   infusionnet bench --compare benchmarks/results/cpu/results.json -o runs/again
+  infusionnet bench --backends torch,onnxruntime,openvino --precisions fp32,int8 --sizes 512,720p \
+      --rounds 5 --seconds 3 -o runs/cpu                           # interleaved, with the spread
 """
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("bench", help="benchmark backends x precisions x sizes", description=DESCRIPTION,
                                    epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--backends", default="torch,onnxruntime,tensorrt",
-                        help="comma list of torch, onnxruntime, tensorrt (default: %(default)s)")
+    parser.add_argument("--backends", default="torch,onnxruntime,tensorrt,openvino",
+                        help="comma list of torch, onnxruntime, tensorrt, openvino (default: %(default)s)")
     parser.add_argument("--precisions", default="fp32,fp16,int8", help="comma list (default: %(default)s)")
     parser.add_argument("--sizes", default="256,512", help="content sizes: N, HxW, 480p, 720p, 1080p (default: %(default)s)")
     from infusionnet.benchmarks.runner import MODES
@@ -41,7 +51,12 @@ def register(subparsers) -> None:
     parser.add_argument("--warmup", type=int, default=3, help="untimed runs per row (default: %(default)s)")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--iters", type=int, help="timed runs per row")
-    group.add_argument("--seconds", type=float, default=3.0, help="timed seconds per row (default: %(default)s)")
+    group.add_argument("--seconds", type=float, default=3.0,
+                       help="timed seconds per row, or per row and round with --rounds (default: %(default)s)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="time the rows of each size interleaved in this many rounds (default: %(default)s: "
+                             "one row after another)")
+    parser.add_argument("--no-peak", action="store_true", help="skip measuring the CPU's peak (no share of peak)")
     parser.add_argument("--threads", type=int, help="CPU threads for torch and ONNX Runtime (default: library default)")
     parser.add_argument("--style-size", type=int, default=256, help="style image size (default: %(default)s)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="device of the torch rows")
@@ -60,21 +75,31 @@ def run(args) -> int:
     from rich.markup import escape
 
     from infusionnet.benchmarks import machine, report, runner
+    from infusionnet.runtime.fileio import check_output_location
+
+    check_output_location(args.output, directory=True)  # before minutes of measuring
 
     # A wide console even when piped: the table is the point of the command.
     console = Console(stderr=False, width=None if sys.stdout.isatty() else 160)
     old = report.load_results(Path(args.compare)) if args.compare else None
     if args.batch < 1:
         raise runner.BenchError("--batch must be at least 1")
+    if args.rounds < 1:
+        raise runner.BenchError("--rounds must be at least 1")
     config = runner.BenchConfig(
         backends=runner.parse_list(args.backends, runner.BACKENDS, "backend"),
         precisions=runner.parse_list(args.precisions, runner.PRECISIONS, "precision"),
         sizes=runner.parse_sizes(args.sizes), mode=args.mode, batch=args.batch, warmup=args.warmup,
         iterations=args.iters, seconds=None if args.iters else args.seconds, threads=args.threads,
         checkpoint=args.checkpoint, variant=args.variant, style_size=args.style_size, device=args.device,
-        reference=not args.no_reference,
+        reference=not args.no_reference, rounds=args.rounds,
         workdir=str(Path(args.output) / "exports") if args.keep_exports else None)
 
+    description = machine.describe_machine()
+    if not args.no_peak:
+        from infusionnet.benchmarks.peak import measure_peaks
+        with Console(stderr=True).status("measuring this CPU's peak GEMM throughput per precision ..."):
+            description["peaks"] = measure_peaks(args.threads)
     total = len(config.sizes) * (len(runner.plan_rows(config)) + 2 * int(config.reference))
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     with Progress(TextColumn("[bold]bench"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -89,7 +114,7 @@ def run(args) -> int:
         rows = runner.run_benchmark(config, progress=step)
 
     report.add_speedups(rows)
-    description = machine.describe_machine()
+    report.add_peak_shares(rows, description.get("peaks") or {})
     output = Path(args.output)
     paths = report.write_results(output, description, config.settings(), rows)
     plots = [] if args.no_plots else report.write_plots(output, rows)

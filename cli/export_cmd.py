@@ -35,7 +35,8 @@ checked against the TensorRT 8.2/8.5/8.6/10 parser rules (see check-trt).
 INT8 targets (--int8-target): "tensorrt" writes TensorRT's explicit quantization (symmetric INT8,
 Q/DQ around convolutions), which ONNX Runtime also runs; "cpu" lays the graph out for ONNX
 Runtime's CPU kernels (uint8 activations, reflect pads on quantized data), about 1.5x faster there
-at the same accuracy, but TensorRT cannot build it.
+at the same accuracy, but TensorRT cannot build it; "openvino" quantizes with NNCF for OpenVINO's
+CPU plugin (run it with --backend openvino; the style graph and the encoder's stem stay FP32).
 """
 
 ONNX_EPILOG = """\
@@ -46,6 +47,8 @@ examples:
       --precision int8 --calibration photos/ -o exports/baked-int8
   infusionnet export onnx --checkpoint main.pth --content-size 512x512 --precision int8 \\
       --int8-target cpu -o exports/cpu-int8            # fastest on a CPU with ONNX Runtime
+  infusionnet export onnx --checkpoint main.pth --content-size 512x512 --precision int8 \
+      --int8-target openvino -o exports/ov-int8        # NNCF INT8 for --backend openvino
   infusionnet export onnx --checkpoint main.pth --graph full --batch 2 --dynamic-size \\
       --precision fp16 -o exports/full-fp16
   infusionnet export onnx --checkpoint main.pth --graph baked --style-image art.jpg --opset 13 \\
@@ -104,9 +107,10 @@ def _register_onnx(commands) -> None:
     p.add_argument("--dynamic-size", action="store_true", help="symbolic content height and width")
     p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32",
                    help="fp16: FP16 compute with FP32 I/O and normalization; int8: QDQ (default: %(default)s)")
-    p.add_argument("--int8-target", choices=("tensorrt", "cpu"), default=None,
+    p.add_argument("--int8-target", choices=("tensorrt", "cpu", "openvino"), default=None,
                    help="what the INT8 graph is laid out for: tensorrt (explicit Q/DQ, also runs on ONNX "
-                        "Runtime) or cpu (ONNX Runtime CPU only, ~1.5x faster there) (default: tensorrt)")
+                        "Runtime), cpu (ONNX Runtime CPU only, ~1.5x faster there) or openvino (NNCF, for "
+                        "--backend openvino) (default: tensorrt)")
     p.add_argument("--calibration", metavar="DIR", help="INT8 calibration images (default: the built-in samples)")
     p.add_argument("--calibration-method", choices=("minmax", "entropy", "percentile"), default="minmax",
                    help="INT8 calibration method (default: %(default)s)")

@@ -6,22 +6,33 @@ so ``infusionnet --help`` stays instant and the torch-free commands work without
 """
 import argparse
 import importlib
+import signal
 import sys
+import threading
+from contextlib import contextmanager
 from typing import List, Optional
 
 from infusionnet.runtime.errors import InfusionNetError
+from infusionnet.runtime.fileio import describe_os_error
 
 # Modules that add subcommands, in the order `--help` lists them.
-COMMAND_MODULES = ("stylize", "video", "bench", "check", "train", "export_cmd")
+COMMAND_MODULES = ("stylize", "video", "bench", "check", "train", "export_cmd", "doctor")
 
 # Packages that only some commands need (torch-free machines such as Jetson boards run the rest).
 OPTIONAL_PACKAGES = {
-    "torch": "pip install torch==2.13.0 (CPU build) or a CUDA build, then pip install 'infusionnet-edge[torch]'",
+    "torch": "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu (the CPU build; PyPI's "
+             "is the CUDA one), then pip install 'infusionnet-edge[torch]'",
     "safetensors": "pip install 'infusionnet-edge[torch]'",
     "onnxslim": "pip install 'infusionnet-edge[torch]'",
+    "onnx": "pip install 'infusionnet-edge[torch]'",
+    "onnxruntime": "pip install 'infusionnet-edge[cpu]' or 'infusionnet-edge[gpu]' (one flavour, not both; "
+                   "on a Jetson, JetPack's or NVIDIA's build)",
+    "skimage": "pip install 'infusionnet-edge[samples]' (scikit-image)",
     "matplotlib": "pip install 'infusionnet-edge[plots]' (or pass --no-plots)",
     "tensorrt": "install TensorRT (JetPack on Jetson, or pip install 'infusionnet-edge[tensorrt]' on a GPU machine)",
     "pycuda": "pip install pycuda (needs the CUDA toolkit and an NVIDIA driver)",
+    "openvino": "pip install 'infusionnet-edge[openvino]'",
+    "nncf": "pip install 'infusionnet-edge[openvino]'",
 }
 
 EPILOG = """\
@@ -51,12 +62,16 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        with sigterm_as_interrupt():
+            return int(args.func(args) or 0)
     except InfusionNetError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except FileExistsError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {error}" if not error.filename else f"error: {describe_os_error(error)}", file=sys.stderr)
+        return 2
+    except OSError as error:  # a file-system problem the command did not word itself: name the path
+        print(f"error: {describe_os_error(error)}", file=sys.stderr)
         return 2
     except ModuleNotFoundError as error:
         if error.name not in OPTIONAL_PACKAGES:
@@ -64,9 +79,34 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"error: `infusionnet {args.command}` needs {error.name}, which is not installed: "
               f"{OPTIONAL_PACKAGES[error.name]}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("terminated (SIGTERM)", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that every command cleans up the same way."""
+
+
+@contextmanager
+def sigterm_as_interrupt():
+    """SIGTERM (kill, systemd, docker stop) unwinds like Ctrl-C: temporary outputs are removed,
+    videos finalized. The default action would end the process without running any cleanup."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -95,6 +95,8 @@ def run(args) -> int:
         return 0
     if Path(args.output).exists() and not args.overwrite:
         raise InfusionNetError(f"--output {args.output} already exists (pass --overwrite to replace it)")
+    from infusionnet.runtime.fileio import check_output_location
+    check_output_location(args.output, directory=True)
     output = build_engines(args.onnx, args.output, options, overwrite=args.overwrite)
     print(f"wrote engines to {output}/; check them with: infusionnet check {output} --backend tensorrt")
     return 0

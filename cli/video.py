@@ -1,14 +1,15 @@
 """`infusionnet video`: stylize a video file, a camera or a stream, in real time where it can."""
 import argparse
 import json
-import signal
 import sys
-import threading
 from contextlib import contextmanager
 from pathlib import Path
 
 from infusionnet.runtime.errors import InfusionNetError
+from infusionnet.runtime.limits import MAX_WORK_PIXELS
 from infusionnet.runtime.model_choice import CHECKPOINT_HELP, describe
+
+from .backend_args import add_backend_argument, backend_options
 
 DEFAULT_STYLE = "sample:hubble_deep_field"
 
@@ -54,8 +55,7 @@ def register(subparsers) -> None:
     model = parser.add_argument_group("model")
     model.add_argument("--model", metavar="DIR",
                        help="an export or engine directory, run by the runtime Stylizer (torch-free)")
-    model.add_argument("--backend", choices=("torch", "onnxruntime", "tensorrt"), default="onnxruntime",
-                       help="backend for --model (default: %(default)s)")
+    add_backend_argument(model, default="onnxruntime", help_text="backend for --model")
     model.add_argument("--checkpoint", metavar="CKPT",
                        help="without --model: run this checkpoint in PyTorch; " + CHECKPOINT_HELP)
     model.add_argument("--variant", choices=("infusionnet", "aesfa"), help="network variant for --checkpoint")
@@ -72,6 +72,9 @@ def register(subparsers) -> None:
     io.add_argument("--display", action="store_true", help="show frames in a window (needs OpenCV with GUI)")
     io.add_argument("--overlay", action="store_true", help="draw FPS, latency and the style name on the frames")
     io.add_argument("--size", metavar="HxW", help="stylize (and write) frames at this size (default: source size)")
+    io.add_argument("--max-pixels", type=int, default=MAX_WORK_PIXELS, metavar="N",
+                    help="refuse frames larger than N pixels, before any network runs where the size is known "
+                         "(memory grows with pixels; default: %(default)s, for an 8 GB machine)")
     io.add_argument("--capture-size", metavar="HxW", help="ask the camera for this resolution (csi: sensor mode)")
     io.add_argument("--capture-fps", type=float, metavar="N", help="ask the camera for this frame rate")
     io.add_argument("--max-fps", type=float, metavar="N", help="stylize at most N frames per second")
@@ -90,9 +93,14 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from infusionnet.runtime import video
+    from infusionnet.runtime.fileio import check_output_location
 
     # Everything cheap is checked before a model loads or a camera opens.
     size = video.parse_hw(args.size, "--size") if args.size else None
+    if size and args.output and video.even_size(*size) != size:
+        even = "x".join(str(v) for v in video.even_size(*size))
+        raise InfusionNetError(f"--size {args.size}: video files store even sizes only (the encoder would drop "
+                               f"the odd row/column); use --size {even}")
     capture_size = video.parse_hw(args.capture_size, "--capture-size") if args.capture_size else None
     for option, value in (("--max-fps", args.max_fps), ("--capture-fps", args.capture_fps),
                           ("--stall-timeout", args.stall_timeout)):
@@ -111,9 +119,11 @@ def run(args) -> int:
         if Path(args.output).exists() and not args.overwrite:
             raise InfusionNetError(f"{args.output} already exists (pass --overwrite to replace it)")
         video.fourcc_for(Path(args.output), args.fourcc)
+        check_output_location(args.output)  # before the model loads and a frame runs
     if args.display:
         video.check_display()
     spec = video.parse_source(args.input)  # fail on a missing file before loading the model
+    _check_frame_budget(spec, size, args.max_pixels)
 
     stylizer = make_stylizer(args)
     try:
@@ -129,7 +139,7 @@ def _stylize(args, video, stylizer, styles, spec, size, capture_size) -> int:
     print(f"stylizing {spec.label} -> " + " and ".join(filter(None, [args.output, "window" if args.display else ""]))
           + (f" with {len(styles)} styles ({video.DisplaySink.KEYS_HELP})" if args.display and len(styles) > 1 else "")
           + "; Ctrl-C stops and keeps what was done", file=sys.stderr)
-    with _progress(spec, args) as sinks, _sigterm_as_interrupt():
+    with _progress(spec, args) as sinks:  # SIGTERM arrives as KeyboardInterrupt (cli.main)
         try:
             summary = video.stylize_video(
                 args.input, stylizer, styles, output=args.output, display=args.display, size=size,
@@ -146,6 +156,22 @@ def _stylize(args, video, stylizer, styles, spec, size, capture_size) -> int:
         reason = summary.message or summary.stop_reason
         raise video.VideoError(f"no frame was stylized ({reason})")
     return 0
+
+
+def _check_frame_budget(spec, size, max_pixels: int) -> None:
+    """Refuse frames over the pixel budget now when their size is known (--size, or a file's header)."""
+    from infusionnet.runtime import images
+
+    if max_pixels < 1:
+        raise InfusionNetError(f"--max-pixels must be at least 1, not {max_pixels}")
+    if size is None and not spec.live:
+        import cv2
+        capture = cv2.VideoCapture(spec.target)
+        size = (int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)), int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)))
+        capture.release()
+        size = size if min(size) > 0 else None
+    if size is not None:
+        images.check_work(size, "keep", max_pixels, spec.label)
 
 
 def style_list(arg: str):
@@ -175,9 +201,10 @@ def make_stylizer(args):
         except ImportError:
             raise InfusionNetError("--model needs the runtime Stylizer (infusionnet.runtime.stylizer), which this "
                                    "installation does not have; use --checkpoint to run the PyTorch model") from None
-        options = {"device": args.device} if args.backend == "torch" else {}
+        options = backend_options(args, args.backend)
         # Opened here, on the thread that will run inference: CUDA contexts are per thread.
-        stylizer = Stylizer(args.model, backend=args.backend, checkpoint=args.checkpoint, **options).open()
+        stylizer = Stylizer(args.model, backend=args.backend, checkpoint=args.checkpoint,
+                            max_pixels=getattr(args, "max_pixels", None), **options).open()
         return video.bgr_stylizer(stylizer)
     return TorchFrameStylizer.from_args(args)
 
@@ -190,7 +217,7 @@ class TorchFrameStylizer:
     the output has the frame's size.
     """
 
-    def __init__(self, model, style_size: int = 256, device: str = "cpu"):
+    def __init__(self, model, style_size: int = 256, device: str = "cpu", max_pixels=None):
         import torch
         from infusionnet.runtime import images
 
@@ -199,6 +226,7 @@ class TorchFrameStylizer:
         self.device = torch.device(device)
         self.style_resize = images.parse_resize(f"square:{style_size}")
         self.kernels = None
+        self.max_pixels = max_pixels
         self._plan = None
 
     @classmethod
@@ -211,7 +239,7 @@ class TorchFrameStylizer:
             raise InfusionNetError("--device cuda asked for, but PyTorch sees no CUDA GPU on this machine")
         model = resolve_network(args.checkpoint, args.variant, args.seed)[0]
         validate_style_size(model.variant, args.style_size)
-        return cls(model, args.style_size, args.device)
+        return cls(model, args.style_size, args.device, getattr(args, "max_pixels", None))
 
     def set_style(self, rgb):
         prepared, _ = self.images.prepare_image(rgb, self.style_resize)
@@ -226,12 +254,13 @@ class TorchFrameStylizer:
             raise InfusionNetError("no style set: call set_style first")
         height, width = frame.shape[:2]
         if self._plan is None or self._plan.source_size != (height, width):
-            self._plan = self.images.plan_image(height, width, "keep", multiple=8, fit="pad")
+            self._plan = self.images.plan_image(height, width, "keep", multiple=8, fit="pad",
+                                                max_pixels=self.max_pixels)
         rgb = self.images.prepare_with(np.ascontiguousarray(frame[:, :, ::-1]), self._plan)
         with self.torch.inference_mode():
             content = self.torch.from_numpy(self.images.normalize(rgb)).to(self.device)
             out = self.model.decode(self.model.encode_content(content), self.kernels)[0]
-        result = self.images.restore_image(self.images.denormalize(out.float().cpu().numpy())[0], self._plan)
+        result = self.images.restore_image(self.images.denormalize_output(out.float().cpu().numpy())[0], self._plan)
         return np.ascontiguousarray(result[:, :, ::-1])
 
 
@@ -282,20 +311,3 @@ def _progress(spec, args):
     with Progress(*columns, transient=True) as progress:
         task = progress.add_task("", total=total)
         yield [video.CallbackSink(lambda frame: progress.update(task, advance=1, description=frame.style))]
-
-
-@contextmanager
-def _sigterm_as_interrupt():
-    """SIGTERM (systemd, docker stop) ends the run like Ctrl-C: the video is finalized."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)

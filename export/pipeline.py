@@ -13,7 +13,7 @@ import sys
 import tempfile
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
@@ -23,7 +23,7 @@ import torch
 
 from infusionnet.runtime import manifest as manifest_schema
 from infusionnet.runtime.errors import InfusionNetError
-from infusionnet.runtime.fileio import atomic_directory, file_sha256
+from infusionnet.runtime.fileio import atomic_directory, check_output_location, file_sha256
 from infusionnet.runtime.model_choice import is_untrained
 from infusionnet.runtime.manifest import Manifest, TensorSpec
 
@@ -32,10 +32,18 @@ from .graphs import GRAPH_KINDS, build_graph_specs
 from .precision import CALIBRATION_METHODS, INT8_OPS_BY_TARGET, INT8_TARGETS, PRECISIONS, to_fp16, to_int8
 from .simplify import dynamic_weight_convs, simplify
 from .trace import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, exportable, trace
+from .openvino_int8 import is_openvino_ir, quantize_for_openvino
 from .verify import Tolerances, TorchReference, Verification, print_table, verify
 
 TRT_VERSIONS = ("8.2", "8.5", "8.6", "10")
 DEFAULT_CALIBRATION_BATCHES = 16
+# INT8 calibration runs every activation of the graph through ONNX Runtime's calibrator, which
+# keeps them: one 1080x1920 sample took 11.6 GB. The network is fully convolutional and its
+# activation ranges come from image content, not image size, so larger exports calibrate at
+# this many pixels (same aspect ratio) and the ranges quantize the full-size graph. The export's
+# verification at full size then judges the result as always (tests/test_export_calibration_size.py
+# compares it with calibrating at full size).
+CALIBRATION_MAX_PIXELS = 512 * 512
 NORMALIZATION_SCALE = "pixel / 255, then (x - mean) / std per channel; outputs the same way back"
 
 
@@ -62,7 +70,7 @@ class ExportConfig:
     precision: str = "fp32"
     calibration: Optional[str] = None
     calibration_method: str = "minmax"
-    int8_target: Optional[str] = None  # "tensorrt" (default for int8) or "cpu"; see precision.py
+    int8_target: Optional[str] = None  # "tensorrt" (default for int8), "cpu" or "openvino"; see precision.py
     calibration_batches: int = DEFAULT_CALIBRATION_BATCHES
     int8_keep_float: Tuple[str, ...] = ()  # static-weight nodes left in float (int8_sensitivity)
     opset: int = DEFAULT_OPSET
@@ -145,6 +153,7 @@ def validate_config(config: ExportConfig) -> None:
         fail(f"--output {output} exists and is not a directory")
     if output.exists() and not config.overwrite:
         fail(f"--output {output} already exists (pass --overwrite to replace it)")
+    check_output_location(output, directory=True)
 
 
 def _style_path(text: str) -> Path:
@@ -214,20 +223,55 @@ def int8_target(config: ExportConfig) -> Optional[str]:
     return config.int8_target or INT8_TARGETS[0]
 
 
+def calibration_size(content_size: Tuple[int, int], max_pixels: Optional[int] = None) -> Tuple[int, int]:
+    """The content size INT8 calibration runs at: ``content_size`` scaled down (aspect ratio kept,
+    multiples of the network's size step) until it holds at most ``max_pixels``
+    (default CALIBRATION_MAX_PIXELS)."""
+    from infusionnet.models.networks import CONTENT_SIZE_MULTIPLE, MIN_CONTENT_SIZE
+
+    max_pixels = max_pixels or CALIBRATION_MAX_PIXELS
+    height, width = content_size
+    if height * width <= max_pixels:
+        return int(height), int(width)
+    scale = (max_pixels / (height * width)) ** 0.5
+    return tuple(max(MIN_CONTENT_SIZE, int(side * scale) // CONTENT_SIZE_MULTIPLE * CONTENT_SIZE_MULTIPLE)
+                 for side in (height, width))
+
+
+def calibration_graphs(fp32: Dict[str, Path], config: ExportConfig, size: Tuple[int, int], reference: TorchReference,
+                       scratch: Path, progress=None) -> Dict[str, Path]:
+    """FP32 graphs that take content of ``size`` for calibration: the export's own graphs when
+    they do (same size, or --dynamic-size), else the same network traced again at ``size``."""
+    if tuple(size) == tuple(config.content_size) or config.dynamic_size:
+        return fp32
+    folder = Path(scratch) / "calibration-size"
+    folder.mkdir(parents=True, exist_ok=True)
+    small = replace(config, content_size=tuple(size))
+    return export_fp32(reference.model, small, folder, reference.baked_kernels, progress)
+
+
 def apply_precision(fp32: Dict[str, Path], config: ExportConfig, directory: Path, reference: TorchReference,
-                    progress=None) -> Tuple[Dict[str, Path], Optional[dict]]:
-    """FP32 graphs -> graphs of ``config.precision`` in ``directory``; returns (paths, calibration info)."""
+                    progress=None, scratch: Optional[Path] = None,
+                    qdq_placement: Optional[str] = None) -> Tuple[Dict[str, Path], Optional[dict]]:
+    """FP32 graphs -> graphs of ``config.precision`` in ``directory``; returns (paths, calibration info).
+
+    INT8 calibrates at ``calibration_size`` (graphs traced at that size go to ``scratch``).
+    ``qdq_placement`` overrides the INT8 target's Q/DQ placement (precision.QDQ_PLACEMENTS); only
+    the placement measurement (benchmarks/qdq_placement.py) uses it.
+    """
     if config.precision == "fp32":
         return fp32, None
     out = {}
     info = None
     runtime = int8_target(config)
     if config.precision == "int8":
+        size = calibration_size(config.content_size)
+        sources = calibration_graphs(fp32, config, size, reference, scratch or Path(directory), progress)
         content, style, description = calib.image_pairs(config.calibration)
-        pairs = calib.PairFeed(content, style, config.batch, config.content_size, config.style_size,
+        pairs = calib.PairFeed(content, style, config.batch, size, config.style_size,
                                limit=config.calibration_batches)
         info = {"method": config.calibration_method, "source": description, "batches": len(pairs),
-                "batch": config.batch, "target": runtime,
+                "batch": config.batch, "target": runtime, "content_size": list(size),
                 "quantized_ops": list(INT8_OPS_BY_TARGET[runtime]), "float_dynamic_convs": {},
                 "float_layers": list(config.int8_keep_float)}
     for role, path in fp32.items():
@@ -237,10 +281,17 @@ def apply_precision(fp32: Dict[str, Path], config: ExportConfig, directory: Path
                 to_fp16(path, target)
         else:
             reader = calib.RoleFeed(pairs, role, reference.kernels)
-            with _step(progress, f"quantize {role} graph to INT8 QDQ for {runtime} "
-                                 f"({config.calibration_method}, {len(pairs)} batches of {description})"):
-                to_int8(path, target, reader, config.calibration_method, int8_target=runtime,
-                        keep_float=config.int8_keep_float)
+            if runtime == "openvino":
+                with _step(progress, f"quantize {role} graph to INT8 with NNCF for OpenVINO "
+                                     f"({len(pairs)} batches of {description})"):
+                    target = quantize_for_openvino(path, directory, role, reader)
+            else:
+                at = "" if tuple(size) == tuple(config.content_size) else f", calibrated at {size[0]}x{size[1]}"
+                with _step(progress, f"quantize {role} graph to INT8 QDQ for {runtime} "
+                                     f"({config.calibration_method}, {len(pairs)} batches of {description}{at})"):
+                    to_int8(path, target, reader, config.calibration_method, int8_target=runtime,
+                            calibration_source=sources[role], keep_float=config.int8_keep_float,
+                            placement=qdq_placement)
             info["float_dynamic_convs"][role] = len(dynamic_weight_convs(onnx.load(str(path))))
         out[role] = target
     return out, info
@@ -324,12 +375,14 @@ def exporter_versions() -> Dict[str, str]:
 
 def build_manifest(config: ExportConfig, model: torch.nn.Module, checkpoint: dict, paths: Dict[str, Path],
                    verification: Verification, trt: Optional[dict], calibration: Optional[dict],
-                   style_image: Optional[dict]) -> Manifest:
+                   style_image: Optional[dict], io_sources: Optional[Dict[str, Path]] = None) -> Manifest:
     from infusionnet.runtime.images import MEAN, STD
 
     graphs = []
     for role, path in paths.items():
-        model_proto = onnx.load(str(path), load_external_data=False)
+        # OpenVINO IR (NNCF INT8) keeps the FP32 graph's inputs and outputs: read them there.
+        onnx_path = io_sources[role] if is_openvino_ir(path) else path
+        model_proto = onnx.load(str(onnx_path), load_external_data=False)
         graphs.append({"role": role, "file": path.name,
                        "inputs": [t.to_dict() for t in tensor_specs(model_proto.graph.input)],
                        "outputs": [t.to_dict() for t in tensor_specs(model_proto.graph.output)]})
@@ -350,6 +403,9 @@ def build_manifest(config: ExportConfig, model: torch.nn.Module, checkpoint: dic
 def stamp_metadata(manifest: Manifest, paths: Dict[str, Path]) -> None:
     """Write the manifest's key facts into each graph's metadata_props; then record its sha256."""
     for role, path in paths.items():
+        if is_openvino_ir(path):  # OpenVINO IR has no ONNX metadata; the manifest beside it says it all
+            manifest.graphs[role].sha256 = file_sha256(path)
+            continue
         model = onnx.load(str(path))
         del model.metadata_props[:]
         for key, value in manifest_schema.graph_metadata(manifest.data, role).items():
@@ -399,8 +455,9 @@ def run_export(config: ExportConfig, console=None) -> Manifest:
                 tempfile.TemporaryDirectory(prefix="infusionnet-export-") as scratch:
             fp32_dir = Path(scratch) if config.precision != "fp32" else target
             fp32 = export_fp32(model, config, fp32_dir, baked, progress)
-            paths, calibration = apply_precision(fp32, config, target, reference, progress)
-            with progress(f"verify {', '.join(paths)} in ONNX Runtime against PyTorch"):
+            paths, calibration = apply_precision(fp32, config, target, reference, progress, Path(scratch))
+            runner = "OpenVINO" if any(is_openvino_ir(p) for p in paths.values()) else "ONNX Runtime"
+            with progress(f"verify {', '.join(paths)} in {runner} against PyTorch"):
                 verification = verify({role: str(p) for role, p in paths.items()}, reference,
                                       verification_feeds(config), config.precision, config.tolerances)
             print_table(verification, console)
@@ -409,15 +466,15 @@ def run_export(config: ExportConfig, console=None) -> Manifest:
                 raise VerificationFailed(
                     f"verification failed: {failed.graphs} on {failed.inputs}: {_describe(failed)} "
                     f"(limit {failed.limit}); nothing was written to {output}")
-            if int8_target(config) == "cpu":
-                trt = {"available": False, "reason": "INT8 graphs for --int8-target cpu are for ONNX Runtime; "
-                                                     "TensorRT needs --int8-target tensorrt"}
+            if int8_target(config) in ("cpu", "openvino"):
+                trt = {"available": False, "reason": f"INT8 graphs for --int8-target {int8_target(config)} are "
+                                                     "not TensorRT's; TensorRT needs --int8-target tensorrt"}
             else:
                 with progress("check TensorRT compatibility (" + ", ".join(config.trt_versions) + ")"):
                     trt = check_trt(target, config.trt_versions)
             console.print(trt_line(trt), soft_wrap=True)
             manifest = build_manifest(config, model, loaded.checkpoint, paths, verification, trt, calibration,
-                                      style_image)
+                                      style_image, io_sources=fp32)
             stamp_metadata(manifest, paths)
             manifest.save(target)
     except BaseException:

@@ -7,8 +7,14 @@ MatMuls and powers/roots stay in FP32: the variance of large activations overflo
 
 INT8 (``to_int8``): ONNX Runtime's static quantizer in QDQ format with per-channel symmetric
 INT8 weights, for one of two targets:
-- ``tensorrt`` (default): symmetric INT8 activations, Q/DQ around convolutions only. This is the
-  explicit quantization TensorRT 8.x and 10 consume; it runs on ONNX Runtime too.
+- ``tensorrt`` (default): symmetric INT8, Q/DQ placed the way TensorRT's guide asks for explicit
+  quantization: on the inputs of weighted layers (each static-weight convolution's activation and
+  its weights), never on their outputs, so the builder fuses each DQ -> Conv -> Q chain into INT8
+  convolutions and keeps the elementwise ops between them in the convolutions' epilogues. ONNX
+  Runtime's default QDQ layout also quantizes every convolution's output (a Q after the Conv, a DQ
+  before each Add/LeakyReLU/InstanceNorm consumer), which TensorRT would have to run as separate
+  reformats; ``QDQ_PLACEMENTS`` keeps it selectable so the two can be measured
+  (``python -m infusionnet.benchmarks.qdq_placement``). The graph runs on ONNX Runtime too.
 - ``cpu``: laid out for ONNX Runtime's CPU kernels (``cpu_int8``): uint8 asymmetric
   activations, average pools as convolutions, reflect pads on the quantized tensors. About 1.5x
   faster there; TensorRT cannot build it.
@@ -39,12 +45,19 @@ CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 # ops (Add, LeakyRelu, Resize, Pad) between them too would save little on TensorRT, which fuses
 # them into the convolutions anyway, and adds rounding at every octave cross path.
 INT8_OPS = ("Conv",)
-INT8_TARGETS = ("tensorrt", "cpu")
+# "openvino" graphs are quantized by NNCF instead (export/openvino_int8.py), which places its own Q/DQ.
+INT8_TARGETS = ("tensorrt", "cpu", "openvino")
 # Operator types given Q/DQ per target. The CPU target also quantizes around Pad, so that
 # ``cpu_int8.pads_on_quantized_tensors`` can move every reflect Pad onto uint8 data, and the
 # octave paths' Add and LeakyReLU, which ONNX Runtime then runs as QLinearAdd/QLinearLeakyRelu
 # instead of dequantizing both branches (measured 7% faster at 512x512, same PSNR).
-INT8_OPS_BY_TARGET = {"tensorrt": INT8_OPS, "cpu": ("Conv", "Pad", "Add", "LeakyRelu")}
+INT8_OPS_BY_TARGET = {"tensorrt": INT8_OPS, "cpu": ("Conv", "Pad", "Add", "LeakyRelu"),
+                      "openvino": ("Conv", "Add")}
+# Where Q/DQ pairs go: "inputs" (TensorRT's recommendation: inputs of weighted layers only) or
+# "onnxruntime" (ORT's QDQ default: inputs and outputs of every quantized op). The CPU layout
+# needs quantized outputs (ONNX Runtime fuses DQ -> op -> Q into QLinear kernels).
+QDQ_PLACEMENTS = ("inputs", "onnxruntime")
+DEFAULT_QDQ_PLACEMENT = {"tensorrt": "inputs", "cpu": "onnxruntime"}
 
 
 def to_fp16(source: Path, target: Path) -> Path:
@@ -96,17 +109,37 @@ def calibrate(source: Path, reader, method: str, cache: Path, op_types=INT8_OPS,
                                    calibrate_method=calibration_method(method),
                                    providers=["CPUExecutionProvider"], extra_options=options)
     with contextlib.redirect_stdout(io.StringIO()):  # the histogram calibrators print progress
-        calibrator.collect_data(reader)
+        # One batch at a time: a calibrator keeps every activation of the feeds it is given until
+        # it reduces them to ranges or histograms, so all batches at once would hold all of them.
+        # Each call folds its batch into the running result (min/max, or merged histograms).
+        for feed in reader:
+            calibrator.collect_data(_SingleFeed(feed))
         ranges = calibrator.compute_data()
     save_tensors_data(ranges, cache)
     return Path(cache)
 
 
+class _SingleFeed:
+    """One feed dict as ONNX Runtime's CalibrationDataReader (``get_next`` once, then None)."""
+
+    def __init__(self, feed):
+        self.feed = feed
+
+    def get_next(self):
+        feed, self.feed = self.feed, None
+        return feed
+
+
 def to_int8(source: Path, target: Path, reader, method: str = "minmax", pre_process: bool = False,
-            int8_target: str = "tensorrt", keep_float: Sequence[str] = (),
-            calibration_cache: Optional[Path] = None) -> Path:
+            int8_target: str = "tensorrt", calibration_source: Optional[Path] = None,
+            keep_float: Sequence[str] = (), calibration_cache: Optional[Path] = None,
+            placement: Optional[str] = None) -> Path:
     """Write the QDQ INT8 version of ``source`` for ``int8_target`` to ``target``, calibrated on
-    ``reader``'s feeds.
+    ``reader``'s feeds. ``placement`` (one of ``QDQ_PLACEMENTS``) defaults to the target's.
+
+    ``calibration_source``: the same network traced at the size of ``reader``'s feeds (a smaller
+    one, to bound calibration memory); its activation ranges, found by tensor name, quantize
+    ``source``. Every tensor that gets Q/DQ must have a range from it, or this fails.
 
     ``keep_float``: names of static-weight nodes left in float (the layers INT8 hurts most, see
     ``benchmarks.int8_sensitivity``). ``calibration_cache``: a file of activation ranges to reuse
@@ -118,8 +151,12 @@ def to_int8(source: Path, target: Path, reader, method: str = "minmax", pre_proc
     """
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
-    if int8_target not in INT8_TARGETS:
-        raise ExportError(f"unknown INT8 target {int8_target!r}; choose from {', '.join(INT8_TARGETS)}")
+    if int8_target not in INT8_OPS_BY_TARGET or int8_target == "openvino":
+        raise ExportError(f"INT8 target {int8_target!r} is not ONNX Runtime's quantizer's: choose tensorrt or cpu "
+                          "(openvino graphs come from export.openvino_int8)")
+    placement = placement or DEFAULT_QDQ_PLACEMENT[int8_target]
+    if placement not in QDQ_PLACEMENTS:
+        raise ExportError(f"unknown Q/DQ placement {placement!r}; choose from {', '.join(QDQ_PLACEMENTS)}")
     source, target = Path(source), Path(target)
     cpu = int8_target == "cpu"
     op_types = INT8_OPS_BY_TARGET[int8_target]
@@ -129,24 +166,34 @@ def to_int8(source: Path, target: Path, reader, method: str = "minmax", pre_proc
         if pre_process:
             model_in = Path(scratch) / "preprocessed.onnx"
             _pre_process(source, model_in)
+        calibrate_in = model_in if calibration_source is None else Path(calibration_source)
+        if pre_process and calibration_source is not None:
+            calibrate_in = Path(scratch) / "preprocessed-calibration.onnx"
+            _pre_process(Path(calibration_source), calibrate_in)
         if cpu:
-            model = onnx.load(str(model_in))
-            cpu_int8.average_pools_as_convs(model)
-            model_in = Path(scratch) / "pools-as-convs.onnx"
-            onnx.save(model, str(model_in))
+            model_in = _pools_as_convs(model_in, Path(scratch) / "pools-as-convs.onnx")
+            calibrate_in = model_in if calibration_source is None else \
+                _pools_as_convs(calibrate_in, Path(scratch) / "pools-as-convs-calibration.onnx")
         # TensorRT's INT8 has no zero point; the CPU's uint8 kernels use one to spend all 256
         # levels on the mostly positive LeakyReLU outputs.
         options = {"ActivationSymmetric": not cpu, "WeightSymmetric": True,
                    # Biases stay float: TensorRT's Q/DQ takes INT8 only, not ORT's INT32 bias
                    # DequantizeLinear.
                    "QuantizeBias": False}
+        if placement == "inputs":
+            options["OpTypesToExcludeOutputQuantization"] = list(op_types)
         activation_type = QuantType.QUInt8 if cpu else QuantType.QInt8
         try:
             if "calibration_cache_path" in inspect.signature(quantize_static).parameters:
                 cache = Path(calibration_cache) if calibration_cache else Path(scratch) / "calibration.json"
                 if not cache.is_file():
-                    calibrate(model_in, reader, method, cache, op_types, symmetric=not cpu)
+                    calibrate(calibrate_in, reader, method, cache, op_types, symmetric=not cpu)
+                if calibration_source is not None:
+                    _check_ranges_cover(cache, model_in, op_types, excluded)
                 calibration = {"calibration_data_reader": None, "calibration_cache_path": str(cache)}
+            elif calibration_source is not None and Path(calibration_source) != source:
+                raise ExportError("this onnxruntime cannot quantize with ranges calibrated on another graph "
+                                  "(no calibration_cache_path): upgrade onnxruntime")
             else:  # older ORT: let quantize_static calibrate (its entropy then equals minmax)
                 options["CalibTensorRangeSymmetric"] = not cpu
                 calibration = {"calibration_data_reader": reader}
@@ -167,6 +214,31 @@ def to_int8(source: Path, target: Path, reader, method: str = "minmax", pre_proc
         onnx.save(model, str(target))
     check_graph(target)
     return target
+
+
+def _pools_as_convs(source: Path, target: Path) -> Path:
+    model = onnx.load(str(source))
+    cpu_int8.average_pools_as_convs(model)
+    onnx.save(model, str(target))
+    return target
+
+
+def _check_ranges_cover(cache: Path, model_path: Path, op_types, excluded) -> None:
+    """Every input and output of a node that gets Q/DQ must have a calibrated range: a range
+    missing because the calibration graph named a tensor differently would be a silent gap."""
+    from onnxruntime.quantization.calibrate import load_tensors_data
+
+    ranges = set(load_tensors_data(cache).data)
+    model = onnx.load(str(model_path), load_external_data=False)
+    constants = {init.name for init in model.graph.initializer}
+    skip = set(excluded)
+    missing = sorted({name for node in model.graph.node if node.op_type in op_types and node.name not in skip
+                      for name in list(node.input[:1]) + list(node.output) if name and name not in constants
+                      and name not in ranges})
+    if missing:
+        raise ExportError(f"{Path(model_path).name}: the graph traced at the calibration size names tensors "
+                          f"differently ({len(missing)} without a range, e.g. {missing[0]}); "
+                          "export with --dynamic-size, or a content size of at most 512x512")
 
 
 @contextlib.contextmanager

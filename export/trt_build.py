@@ -11,10 +11,15 @@ Precision:
 - fp16: FP16 kernels allowed, but normalization and reductions are pinned to FP32 (layer
   precision constraints, obeyed): InstanceNorm's variance overflows FP16 on large activations.
 - int8, explicit (default): the export's QDQ graph (``infusionnet export onnx --precision int8``)
-  carries its own scales; INT8 and FP16 flags on, the same FP32 pins.
+  carries its own scales. TensorRT 10 builds it strongly typed (NVIDIA's recommendation: no
+  precision flags, types from the graph); 8.x with INT8 and FP16 flags on and the same FP32 pins.
 - int8, implicit (TensorRT 8.x only; deprecated in 10): an FP32 graph calibrated here with the
   entropy calibrator on the calibration images, with a calibration cache for reproducible
   rebuilds.
+
+Parsing sets OnnxParserFlag.NATIVE_INSTANCENORM where it exists (8.6+): 8.6 otherwise imports
+InstanceNormalization as a plugin, and 8.5 always does. The sidecar lists an engine's plugin
+layers: they need TensorRT's plugin library at run time and cannot run on a DLA.
 
 Polygraphy supplies the network parsing (with the right creation flags per version), the
 builder config (profiles, memory pools, timing cache, optimization level, DLA), the calibrator
@@ -26,7 +31,7 @@ import shlex
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
 from infusionnet.runtime.engine_sidecar import (EngineSidecar, Environment, platform_tag, write_engine_index,
                                                 write_sidecar)
@@ -34,7 +39,10 @@ from infusionnet.runtime.errors import InfusionNetError
 from infusionnet.runtime.fileio import file_sha256
 from infusionnet.runtime.fileio import atomic_directory
 from infusionnet.runtime.manifest import Manifest
-from infusionnet.runtime.trt_plan import HW, Profile, TensorSpec, derive_profile
+from infusionnet.runtime.trt_plan import HW, Profile, TensorSpec, TrtFeatures, derive_profile
+
+if TYPE_CHECKING:  # `make typecheck` checks the TensorRT calls against the stubs; never imported at run time
+    import tensorrt
 
 PRECISIONS = ("fp32", "fp16", "int8")
 INT8_MODES = ("explicit", "implicit")
@@ -98,6 +106,9 @@ def plan_builds(manifest: Manifest, options: BuildOptions) -> List[GraphBuild]:
         raise TrtBuildError(f"{where} holds INT8 graphs laid out for ONNX Runtime's CPU (--int8-target cpu: uint8 "
                             f"tensors between layers), which TensorRT cannot build; re-export with "
                             f"--precision int8 --int8-target tensorrt")
+    if manifest.int8_target == "openvino":
+        raise TrtBuildError(f"{where} holds INT8 graphs quantized by NNCF for OpenVINO (--int8-target openvino); "
+                            f"re-export with --precision int8 --int8-target tensorrt for TensorRT")
     if exported == "int8" and not (precision == "int8" and options.int8_mode == "explicit"):
         raise TrtBuildError(f"{where} holds INT8 (QDQ) graphs: build them with --precision int8 (explicit), or "
                             "export FP32 graphs for an fp32/fp16 or implicit-INT8 engine")
@@ -116,7 +127,7 @@ def plan_builds(manifest: Manifest, options: BuildOptions) -> List[GraphBuild]:
     for role, graph in manifest.graphs.items():
         inputs, outputs = _specs(graph.inputs), _specs(graph.outputs)
         profile = derive_profile(inputs, options.min_hw, options.opt_hw, options.max_hw,
-                                 default_hw=tuple(manifest.content_size))  # type: ignore[arg-type]
+                                 default_hw=tuple(manifest.content_size))
         builds.append(GraphBuild(role, graph.path, inputs, outputs, profile, fp16=precision != "fp32",
                                  int8=precision == "int8", calibrate=calibrate, fp32_pins=precision != "fp32"))
     return builds
@@ -134,6 +145,38 @@ def fp32_layers(layers: Iterable[Tuple[str, str]]) -> List[str]:
         if kind in FP32_LAYER_TYPES or (kind.startswith("PLUGIN") and "instancenorm" in squashed):
             pinned.append(name)
     return pinned
+
+
+class NetworkPlan(NamedTuple):
+    """How one graph is parsed and typed on the installed TensorRT (see ``network_plan``)."""
+    parser_flags: Tuple[str, ...]  # tensorrt.OnnxParserFlag member names to set
+    strongly_typed: bool           # types come from the graph; no precision flags, no layer pins
+    fp16: bool
+    int8: bool
+    fp32_pins: bool
+
+
+def network_plan(build: GraphBuild, features: TrtFeatures) -> NetworkPlan:
+    """Parser flags and typing for ``build`` on a TensorRT with ``features`` (no TensorRT needed).
+
+    - NATIVE_INSTANCENORM wherever the flag exists (8.6+; 8.6 defaults to the plugin): the native
+      layer needs no plugin library at run time, can be pinned to FP32 by type, and takes
+      computed scales. 8.5 has no such flag and always imports the InstanceNormalization_TRT
+      plugin, which the runtime loads before deserializing.
+    - Q/DQ (explicit INT8) graphs on TensorRT 10 build strongly typed, NVIDIA's recommendation:
+      every tensor's type follows from the graph (INT8 between Q and DQ, FP32 elsewhere), and
+      precision flags and layer precision pins are not allowed there.
+    """
+    flags = ("NATIVE_INSTANCENORM",) if features.native_instancenorm else ()
+    if build.int8 and not build.calibrate and features.strongly_typed:
+        return NetworkPlan(flags, strongly_typed=True, fp16=False, int8=False, fp32_pins=False)
+    return NetworkPlan(flags, strongly_typed=False, fp16=build.fp16, int8=build.int8, fp32_pins=build.fp32_pins)
+
+
+def plugin_layers(layers: Iterable[Tuple[str, str]]) -> List[str]:
+    """Names of the plugin layers among (layer name, LayerType member name) pairs: the engine will
+    need TensorRT's plugin library at run time, and these layers cannot run on a DLA."""
+    return [name for name, kind in layers if kind.startswith("PLUGIN")]
 
 
 def build_command(onnx_dir: str, output: str, options: BuildOptions) -> str:
@@ -176,41 +219,60 @@ def _tensorrt_and_gpu():
     return trt, poly, here
 
 
-def _pin_fp32(trt, network) -> List[str]:
-    layers = [network.get_layer(i) for i in range(network.num_layers)]
-    names = set(fp32_layers((layer.name, layer.type.name) for layer in layers))
-    for layer in layers:
+def _layer_kinds(network: "tensorrt.INetworkDefinition") -> List[Tuple[str, str]]:
+    return [(network.get_layer(i).name, network.get_layer(i).type.name) for i in range(network.num_layers)]
+
+
+def _pin_fp32(trt, network: "tensorrt.INetworkDefinition") -> List[str]:
+    names = set(fp32_layers(_layer_kinds(network)))
+    for index in range(network.num_layers):
+        layer = network.get_layer(index)
         if layer.name in names:
             layer.precision = trt.float32
-            for index in range(layer.num_outputs):
-                layer.set_output_type(index, trt.float32)
+            for output in range(layer.num_outputs):
+                layer.set_output_type(output, trt.float32)
     return sorted(names)
 
 
+class BuiltEngine(NamedTuple):
+    data: bytes
+    plan: NetworkPlan
+    fp32_layers: List[str]     # pinned to FP32
+    plugin_layers: List[str]   # need libnvinfer_plugin at run time; never on DLA
+
+
 def build_engine(trt, poly, build: GraphBuild, options: BuildOptions, calibration=None,
-                 calibration_cache: Optional[Path] = None) -> Tuple[bytes, List[str]]:
-    """Serialized engine bytes for one graph, and the names of the layers pinned to FP32."""
+                 calibration_cache: Optional[Path] = None, log=print) -> BuiltEngine:
+    """Serialize one graph's engine on the installed TensorRT."""
     from infusionnet.runtime.trt_plan import detect_features
 
     features = detect_features(trt)
     if build.calibrate and not features.implicit_int8:
         raise TrtBuildError(f"TensorRT {trt.__version__} has deprecated implicit INT8 calibration: export QDQ graphs "
                             "(`infusionnet export onnx --precision int8`) and build with --int8-mode explicit")
+    plan = network_plan(build, features)
     pinned = []  # type: List[str]
-    parse = poly.NetworkFromOnnxPath(str(build.onnx))
+    plugins = []  # type: List[str]
+    parsing = {}  # type: Dict[str, Any]  # only what is set: older Polygraphy lacks these arguments
+    if plan.parser_flags:
+        parsing["flags"] = [getattr(trt.OnnxParserFlag, flag) for flag in plan.parser_flags]
+    if plan.strongly_typed:
+        parsing["strongly_typed"] = True
+    parse = poly.NetworkFromOnnxPath(str(build.onnx), **parsing)
 
     def network():
         builder, net, parser = parse()
-        if build.fp32_pins:
+        plugins.extend(plugin_layers(_layer_kinds(net)))
+        if plan.fp32_pins:
             pinned.extend(_pin_fp32(trt, net))
         return builder, net, parser
 
     profile = poly.Profile()
     for name, shapes in build.profile.items():
         profile.add(name, min=shapes.min, opt=shapes.opt, max=shapes.max)
-    settings = dict(fp16=build.fp16, int8=build.int8, profiles=[profile],
-                    precision_constraints="obey" if build.fp32_pins else None,
-                    load_timing_cache=options.timing_cache)
+    settings = dict(fp16=plan.fp16, int8=plan.int8, profiles=[profile],
+                    precision_constraints="obey" if plan.fp32_pins else None,
+                    load_timing_cache=options.timing_cache)  # type: Dict[str, Any]
     if build.calibrate:
         settings["calibrator"] = poly.Calibrator(calibration, cache=str(calibration_cache) if calibration_cache else None)
     if options.workspace_mb:
@@ -223,8 +285,8 @@ def build_engine(trt, poly, build: GraphBuild, options: BuildOptions, calibratio
         settings.update(use_dla=True, allow_gpu_fallback=True)
     create = poly.CreateConfig(**settings)
 
-    def config(builder, net):
-        made = create(builder, net)
+    def config(builder: "tensorrt.Builder", net: "tensorrt.INetworkDefinition") -> "tensorrt.IBuilderConfig":
+        made = create(builder, net)  # type: tensorrt.IBuilderConfig
         if options.dla_core is not None:  # Polygraphy always picks DLA core 0
             if options.dla_core >= builder.num_DLA_cores:
                 raise TrtBuildError(f"--dla-core {options.dla_core}: this device has {builder.num_DLA_cores} DLA cores")
@@ -239,7 +301,9 @@ def build_engine(trt, poly, build: GraphBuild, options: BuildOptions, calibratio
         raise TrtBuildError(f"TensorRT could not build the {build.role} graph ({build.onnx}): "
                             f"{str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__}"
                             ) from None
-    return bytes(data), pinned
+    if plugins and options.dla_core is not None:
+        log(f"  {len(plugins)} plugin layers ({', '.join(plugins[:2])}, ...) cannot run on DLA: they run on the GPU")
+    return BuiltEngine(bytes(data), plan, pinned, plugins)
 
 
 def _calibration_feed(manifest: Manifest, build: GraphBuild, options: BuildOptions):
@@ -279,7 +343,8 @@ def build_engines(onnx_dir, output, options: BuildOptions, overwrite: bool = Fal
                     tmp / f"{build.role}.calibration.cache"
                 if options.calibration_cache and len(builds) > 1:  # one cache file per graph
                     cache = cache.with_name(f"{cache.stem}.{build.role}{cache.suffix}")
-            data, pinned = build_engine(trt, poly, build, options, feed, cache)
+            built = build_engine(trt, poly, build, options, feed, cache, log=log)
+            data, pinned = built.data, built.fp32_layers
             seconds = time.time() - started
             engine = tmp / f"{build.role}.engine"
             engine.write_bytes(data)
@@ -290,7 +355,9 @@ def build_engines(onnx_dir, output, options: BuildOptions, overwrite: bool = Fal
                 outputs=build.outputs, profiles=(build.profile,), onnx_file=str(build.onnx),
                 onnx_sha256=file_sha256(build.onnx), build_time=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 build_seconds=round(seconds, 2), build_command=command,
-                options=dict(options._asdict(), fp32_layers=pinned)))
+                options=dict(options._asdict(), fp32_layers=pinned, plugin_layers=built.plugin_layers,
+                             strongly_typed=built.plan.strongly_typed,
+                             parser_flags=list(built.plan.parser_flags))))
             engines[build.role] = engine.name
             log(f"  {engine.name}: {len(data) / (1 << 20):.1f} MiB in {seconds:.0f} s"
                 + (f", {len(pinned)} layers pinned to FP32" if pinned else ""))

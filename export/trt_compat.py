@@ -726,6 +726,70 @@ def _dynamic_inputs(view: GraphView, params: dict, level: dict) -> Iterator[Hit]
         yield Hit("", "", {"inputs": "; ".join(described)})
 
 
+@check("instancenorm_plugin")
+def _instancenorm_plugin(view: GraphView, params: dict, level: dict) -> Iterator[Hit]:
+    # Aggregated: the consequence (a plugin library at run time, no DLA) is per engine, not per node.
+    nodes = [view.name_of(node) for node in view.nodes_of("InstanceNormalization")]
+    if nodes:
+        yield Hit("", "InstanceNormalization", {"count": len(nodes), "examples": ", ".join(nodes[:MAX_EXAMPLES])})
+
+
+@check("pool_dilations")
+def _pool_dilations(view: GraphView, params: dict, level: dict) -> Iterator[Hit]:
+    for node in view.nodes_of(*params["ops"]):
+        dilations = list(node_attribute(node, "dilations", []) or [])
+        if any(int(d) != 1 for d in dilations):
+            yield Hit(view.name_of(node), node.op_type, {"op": node.op_type, "dilations": dilations})
+
+
+@check("resize_computed_scales_axes")
+def _resize_computed_scales_axes(view: GraphView, params: dict, level: dict) -> Iterator[Hit]:
+    for node in view.nodes_of("Resize"):
+        axes = [int(a) for a in (node_attribute(node, "axes", []) or [])]
+        computed = [name for name in (_input(node, 2), _input(node, 3)) if name and not view.is_constant(name)]
+        if axes and computed and axes != list(range(len(axes))):
+            yield Hit(view.name_of(node), node.op_type, {"input": computed[0], "axes": axes})
+
+
+_WEIGHTED = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+
+
+@check("qdq_placement")
+def _qdq_placement(view: GraphView, params: dict, level: dict) -> Iterator[Hit]:
+    """Weighted layers whose activation input is not quantized, in a graph that has Q/DQ:
+    TensorRT then cannot run them in INT8 (the Q/DQ sits on the wrong side to fuse)."""
+    if not any(True for _ in view.nodes_of("QuantizeLinear")):
+        return
+    unquantized = [view.name_of(node) for node in view.nodes_of(*_WEIGHTED)
+                   if view.producer_op(_input(node, 1)) == "DequantizeLinear"
+                   and view.producer_op(_input(node, 0)) != "DequantizeLinear"]
+    if unquantized:
+        yield Hit("", "", {"count": len(unquantized), "examples": ", ".join(unquantized[:MAX_EXAMPLES])})
+
+
+@check("dla_limits")
+def _dla_limits(view: GraphView, params: dict, level: dict) -> Iterator[Hit]:
+    problems = []
+    limit = int(params["max_dim"])
+    for value in list(view.graph.input) + list(view.graph.output):
+        if value.name not in view.graph_io:
+            continue
+        shape = view.shape(value.name)
+        if shape is None or not all(isinstance(d, int) and d > 0 for d in shape):
+            problems.append(f"{value.name} has dynamic dimensions (DLA needs min = opt = max)")
+        elif any(d > limit for d in shape[1:]):
+            problems.append(f"{value.name} has a dimension over {limit}")
+    wide = []
+    for node in view.nodes_of("Conv", "ConvTranspose"):
+        shape = view.shape(node.output[0]) or []
+        if len(shape) > 1 and isinstance(shape[1], int) and shape[1] > limit:
+            wide.append(view.name_of(node))
+    if wide:
+        problems.append(f"{len(wide)} convolutions with more than {limit} output maps ({', '.join(wide[:2])})")
+    if problems:
+        yield Hit("", "", {"problems": "; ".join(problems)})
+
+
 @check("fp16_normalization")
 def _fp16_normalization(view: GraphView, params: dict, level: dict) -> Iterator[Hit]:
     for node in view.nodes_of(*params["ops"]):

@@ -7,7 +7,13 @@ convolution for kernel of unknown shape". Here the same arithmetic takes its siz
 kernel predictor's configuration and the export batch, which are Python constants: weights
 reshape to a known (B*out, in/g, k, k) and every AdaConv becomes
 
-    Pad(reflect) -> Reshape(1, B*C, H, W) -> Conv(group=B*g) -> Conv 1x1(group=B*g) -> Reshape(B, C, H, W)
+    Pad(reflect) -> Reshape(1, B*C, H, W) -> Conv(group=B*g) -> Reshape(B, C, H, W)
+
+with the pointwise kernel folded into the spatial one (``models.blocks.fold_pointwise``: one
+small MatMul per AdaConv on kernel-sized tensors, instead of a second convolution over every
+pixel). The fold sits in the graph that applies the kernels, so the style graph's outputs, the
+content graph's inputs and every runtime's tensor names stay the 18 predicted tensors; in a
+baked graph the exporter's constant folding turns it into a plain initializer.
 
 Only the image height and width stay traced, so ``--dynamic-size`` keeps working.
 """
@@ -18,7 +24,7 @@ from typing import Iterator, List, Tuple
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from infusionnet.models.blocks import AdaConv2d, AdaOctConv
+from infusionnet.models.blocks import AdaConv2d, AdaOctConv, fold_pointwise
 
 
 class FoldedAdaConv2d(AdaConv2d):
@@ -39,9 +45,9 @@ class FoldedAdaConv2d(AdaConv2d):
         pad = (math.ceil((k - 1) / 2), math.floor((k - 1) / 2)) * 2
         x = F.pad(x, pad, mode="reflect")
         x = x.reshape(1, folded_channels, x.shape[2], x.shape[3])
-        x = F.conv2d(x, spatial.reshape(folded_channels, channels // groups, k, k), groups=folded_groups)
-        x = F.conv2d(x, pointwise.reshape(folded_channels, channels // groups, 1, 1),
-                     bias.reshape(folded_channels), groups=folded_groups)
+        per_group = channels // groups
+        weight = fold_pointwise(spatial, pointwise, folded_groups, per_group, per_group, k)
+        x = F.conv2d(x, weight, bias.reshape(folded_channels), groups=folded_groups)
         return x.reshape(batch, channels, height, width)
 
 

@@ -124,22 +124,40 @@ class KernelPredictor(nn.Module):
         return spatial, pointwise, bias
 
 
+def fold_pointwise(spatial: Tensor, pointwise: Tensor, groups: int, out_per_group: int, in_per_group: int,
+                   k: int) -> Tensor:
+    """One grouped kxk kernel (groups*out_per_group, in_per_group, k, k) that does what the
+    spatial kernel followed by the pointwise one does.
+
+    The pointwise 1x1 convolution has the same groups as the spatial one, so within each group
+    it is a (out, out) matrix applied to the spatial kernel's outputs: by linearity
+    ``P (S * x) = (P S) * x``, and the product of the two kernels is one small MatMul per group.
+    That is exact arithmetic (only the summation order changes) and removes a full-resolution
+    convolution from every AdaConv. ``groups`` counts every group of the folded batch, so the
+    sizes are plain ints (the exporter needs static kernel shapes).
+    """
+    rows = pointwise.reshape(groups, out_per_group, out_per_group)
+    columns = spatial.reshape(groups, out_per_group, in_per_group * k * k)
+    return torch.matmul(rows, columns).reshape(groups * out_per_group, in_per_group, k, k)
+
+
 def adaconv_batched(x: Tensor, spatial: Tensor, pointwise: Tensor, bias: Tensor,
                     n_groups: int) -> Tensor:
     """Per-sample dynamic convolution with the batch folded into the groups.
 
     Same arithmetic as the official per-sample loop (``adaconv_looped``): sample i's channels
     become groups i*n_groups .. (i+1)*n_groups-1 of one grouped convolution, so kernels never
-    mix across samples. ``x`` is already instance-normalized.
+    mix across samples, and the pointwise kernel is folded into the spatial one
+    (``fold_pointwise``): one convolution instead of two. ``x`` is already instance-normalized.
     """
     batch, channels, height, width = x.shape
     k = spatial.shape[-1]
     pad = (math.ceil((k - 1) / 2), math.floor((k - 1) / 2)) * 2
     folded = F.pad(x, pad, mode="reflect").reshape(1, batch * channels, height + pad[2] + pad[3],
                                                     width + pad[0] + pad[1])
-    folded = F.conv2d(folded, spatial.reshape(-1, *spatial.shape[2:]), groups=batch * n_groups)
-    folded = F.conv2d(folded, pointwise.reshape(-1, *pointwise.shape[2:]), bias.reshape(-1),
-                      groups=batch * n_groups)
+    weight = fold_pointwise(spatial, pointwise, batch * n_groups, spatial.shape[1] // n_groups,
+                            spatial.shape[2], k)
+    folded = F.conv2d(folded, weight, bias.reshape(-1), groups=batch * n_groups)
     return folded.reshape(batch, -1, height, width)
 
 

@@ -1,4 +1,4 @@
-"""The one interface every inference backend speaks (ONNX Runtime, PyTorch, TensorRT).
+"""The one interface every inference backend speaks (ONNX Runtime, PyTorch, TensorRT, OpenVINO).
 
 A backend runs one graph of an export (its manifest entry or engine sidecar gives the role and
 the tensors). It owns its resources through ``with backend:``, takes and returns
@@ -18,7 +18,7 @@ import numpy as np
 from .errors import InfusionNetError
 from .trt_plan import SIZE_MULTIPLE, ShapeRange
 
-BACKENDS = ("torch", "onnxruntime", "tensorrt")
+BACKENDS = ("torch", "onnxruntime", "tensorrt", "openvino")
 Arrays = Dict[str, np.ndarray]
 
 

@@ -1,13 +1,60 @@
 """Atomic file and directory writes: a reader never sees a half-written output."""
+import errno
 import hashlib
 import os
 import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Iterator, Optional, Union
+
+from .errors import InfusionNetError
 
 PathLike = Union[str, "os.PathLike[str]"]
+
+
+class OutputLocationError(InfusionNetError):
+    """An output cannot be written where the user asked (message names the path and the reason)."""
+
+
+def describe_os_error(error: OSError, path: Optional[PathLike] = None, action: Optional[str] = None) -> str:
+    """One line for an OSError: the path it concerns and the reason in words ("Permission denied").
+
+    ``path`` names the user's path when the error's own filename is a temporary one beside it;
+    ``action`` ("write", "read") starts the line with "cannot ACTION".
+    """
+    where = path if path is not None else (error.filename if error.filename is not None else "a file")
+    reason = error.strerror or str(error)
+    hint = {errno.EACCES: "choose a folder you can write to", errno.EPERM: "choose a folder you can write to",
+            errno.EROFS: "the file system is read-only; choose another location",
+            errno.ENOSPC: "the disk is full; free space or choose another location",
+            errno.ENOTDIR: "a part of this path is a file, not a folder",
+            errno.EEXIST: "a file is in the way"}.get(error.errno or 0)
+    text = f"{where}: {reason}" + (f" ({hint})" if hint else "")
+    return f"cannot {action} {text}" if action else text
+
+
+def check_output_location(path: PathLike, directory: bool = False) -> Path:
+    """Fail now, before any work, if ``path`` (a file, or a folder with ``directory``) cannot be written.
+
+    The nearest existing ancestor must be a writable folder: a regular file in the way, a
+    read-only file system or /proc are refused with OutputLocationError naming the path. Nothing
+    is created. Returns ``path`` as a Path.
+    """
+    path = Path(path)
+    if directory and path.exists() and not path.is_dir():
+        raise OutputLocationError(f"cannot write {path}: it exists and is not a folder")
+    if not directory and path.is_dir():
+        raise OutputLocationError(f"cannot write {path}: it is a folder (give a file name)")
+    ancestor = path.absolute().parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise OutputLocationError(f"cannot write {path}: {ancestor} is a file, not a folder")
+    # Atomic outputs are built beside the target; files of an output folder are written inside it.
+    for folder in [ancestor] + ([path] if directory and path.is_dir() else []):
+        _probe(folder, path)
+    return path
 
 
 @contextmanager
@@ -32,6 +79,20 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
             tmp.unlink()
 
 
+def _probe(folder: Path, path: Path) -> None:
+    """Create and remove a file in ``folder``: answers what access() cannot (read-only mounts,
+    /proc, ACLs, quotas)."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".infusionnet-write-check.", dir=str(folder))
+    except OSError as error:
+        if error.errno == errno.ENOENT:  # the folder exists but refuses new files: /proc, /sys
+            raise OutputLocationError(f"cannot write {path}: {folder} does not accept new files (a virtual "
+                                      "file system such as /proc?); choose another location") from None
+        raise OutputLocationError(describe_os_error(error, path, "write")) from None
+    os.close(fd)
+    os.unlink(probe)
+
+
 def _current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -52,6 +113,9 @@ def atomic_directory(path: PathLike, overwrite: bool = False) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent)))
     try:
         yield tmp
+        # mkdtemp makes the folder private (0700); give it the mode a plain mkdir() would have,
+        # so other users, services and containers can read the export.
+        os.chmod(str(tmp), 0o777 & ~_current_umask())
         if path.exists():
             shutil.rmtree(str(path))
         os.replace(str(tmp), str(path))

@@ -33,6 +33,7 @@ import numpy as np
 
 from infusionnet.runtime.errors import InfusionNetError
 from infusionnet.runtime.fileio import PathLike, atomic_path
+from infusionnet.runtime.limits import MAX_ASPECT, MAX_WORK_PIXELS
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -518,14 +519,21 @@ class Restore:
 
 
 def plan_image(height: int, width: int, resize: Union[str, Resize, None] = "keep", multiple: int = 8,
-               fit: str = "pad", min_size: int = 16) -> Restore:
-    """Compute, without pixels, how an image of (height, width) will be prepared."""
+               fit: str = "pad", min_size: int = 16, max_pixels: Optional[int] = None,
+               name: PathLike = "image") -> Restore:
+    """Compute, without pixels, how an image of (height, width) will be prepared.
+
+    With ``max_pixels``, the prepared size must fit that budget and the aspect ratio
+    ``MAX_ASPECT`` (``check_work``): the refusal comes before any network runs.
+    """
     policy = parse_resize(resize)
     if fit not in FITS:
         raise ImageError(f"invalid fit {fit!r}: use 'pad' (reflect padding) or 'resize'")
     if multiple < 1:
         raise ImageError(f"invalid multiple {multiple}: must be at least 1")
     size = policy.output_size(height, width)
+    if max_pixels is not None:
+        check_work(size, policy, max_pixels, name)
     if min(size) < min_size:
         raise ImageError(f"image is {size[0]}x{size[1]} (HxW) after resize {policy}; both sides must be "
                          f"at least {min_size} px")
@@ -539,6 +547,33 @@ def plan_image(height: int, width: int, resize: Union[str, Resize, None] = "keep
                     max(floor, (size[1] + multiple // 2) // multiple * multiple))
         pad = (0, 0, 0, 0)
     return Restore((height, width), size, prepared, pad, fit, policy)
+
+
+class WorkTooLargeError(ImageError):
+    """An image whose prepared size is over the pixel budget or the aspect-ratio limit."""
+
+
+def check_work(size: Tuple[int, int], policy: Union[str, Resize, None], max_pixels: int = MAX_WORK_PIXELS,
+               name: PathLike = "image") -> None:
+    """Refuse a prepared (height, width) over ``max_pixels`` or longer than MAX_ASPECT to 1.
+
+    Memory grows with the pixels the network processes: an unbounded size ends in the kernel's
+    OOM killer minutes later, with no message. The message says which option changes the outcome.
+    An exact HxW policy is the user's own shape, so only the pixel budget applies to it.
+    """
+    height, width = size
+    policy = parse_resize(policy)
+    after = f" after --size {policy}" if policy.mode != "keep" else ""
+    if policy.mode != "exact" and max(height, width) > MAX_ASPECT * min(height, width):
+        ratio = max(height, width) / max(1, min(height, width))
+        raise WorkTooLargeError(
+            f"{name}: {width}x{height} (WxH){after} is {ratio:.0f} times longer than wide, over the "
+            f"limit of {MAX_ASPECT}:1; crop it first or give an exact --size HxW")
+    if height * width > max_pixels:
+        raise WorkTooLargeError(
+            f"{name}: {width}x{height} (WxH){after} is {height * width / 1e6:.1f} megapixels, over the "
+            f"budget of {max_pixels:,} pixels (--max-pixels); use a smaller --size (e.g. 512, the shorter side), or "
+            f"raise --max-pixels if the machine has the memory (PyTorch needs about 0.9 GB per megapixel)")
 
 
 def prepare_with(rgb: np.ndarray, restore: Restore) -> np.ndarray:
@@ -558,14 +593,15 @@ def prepare_with(rgb: np.ndarray, restore: Restore) -> np.ndarray:
 
 
 def prepare_image(rgb: np.ndarray, resize: Union[str, Resize, None] = "keep", multiple: int = 8,
-                  fit: str = "pad", min_size: int = 16) -> Tuple[np.ndarray, Restore]:
+                  fit: str = "pad", min_size: int = 16, max_pixels: Optional[int] = None,
+                  name: PathLike = "image") -> Tuple[np.ndarray, Restore]:
     """Apply a resize policy, then make H and W multiples of ``multiple``.
 
     fit="pad" reflect-pads (split evenly, the extra pixel at the bottom/right); fit="resize"
     scales to the nearest multiples. Returns (prepared, restore); ``restore_image`` undoes the
     fit step. Works on HxWxC or NxHxWxC.
     """
-    restore = plan_image(rgb.shape[-3], rgb.shape[-2], resize, multiple, fit, min_size)
+    restore = plan_image(rgb.shape[-3], rgb.shape[-2], resize, multiple, fit, min_size, max_pixels, name)
     return prepare_with(rgb, restore), restore
 
 
@@ -578,6 +614,47 @@ def restore_image(out: np.ndarray, restore: Restore) -> np.ndarray:
         return resize_array(out, *restore.size)
     top, _, left, _ = restore.pad
     return np.ascontiguousarray(out[..., top:top + restore.size[0], left:left + restore.size[1], :])
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """Fit an image into a fixed (static-graph) size without distorting it, and undo that.
+
+    The image is scaled to fit inside ``target`` keeping its aspect ratio, reflect-padded to
+    ``target`` (reflection, like the fit="pad" policy, keeps the padding's statistics close to
+    the image's for instance normalization), and after the network the padding is cropped off
+    and the result scaled back to the source size.
+    """
+
+    source_size: Tuple[int, int]
+    target: Tuple[int, int]
+    scaled: Tuple[int, int]
+    pad: Tuple[int, int, int, int]
+
+    @classmethod
+    def plan(cls, height: int, width: int, target: Tuple[int, int]) -> "Letterbox":
+        scale = min(target[0] / height, target[1] / width)
+        scaled = (min(target[0], max(1, int(round(height * scale)))), min(target[1], max(1, int(round(width * scale)))))
+        pad_h, pad_w = target[0] - scaled[0], target[1] - scaled[1]
+        return cls((height, width), (int(target[0]), int(target[1])), scaled,
+                   (pad_h // 2, pad_h - pad_h // 2, pad_w // 2, pad_w - pad_w // 2))
+
+    @property
+    def padded(self) -> bool:
+        return any(self.pad)
+
+    def apply(self, rgb: np.ndarray) -> np.ndarray:
+        out = resize_array(rgb, *self.scaled)
+        if self.padded:
+            top, bottom, left, right = self.pad
+            widths = [(0, 0)] * (out.ndim - 3) + [(top, bottom), (left, right), (0, 0)]
+            out = np.pad(out, widths, mode="reflect" if min(self.scaled) > 1 else "edge")
+        return np.ascontiguousarray(out)
+
+    def undo(self, out: np.ndarray) -> np.ndarray:
+        top, _, left, _ = self.pad
+        cropped = out[..., top:top + self.scaled[0], left:left + self.scaled[1], :]
+        return np.ascontiguousarray(resize_array(cropped, *self.source_size))
 
 
 # --------------------------------------------------------------------------------------------
@@ -627,6 +704,24 @@ def denormalize(x: np.ndarray) -> np.ndarray:
     np.rint(out, out=out)
     result = out.astype(np.uint8)
     return result[0] if x.ndim == 3 else result
+
+
+class NonFiniteOutputError(ImageError):
+    """A network output holds NaN or Inf: it would be written as black or white, silently wrong."""
+
+
+def denormalize_output(x: np.ndarray, what: str = "the network's output") -> np.ndarray:
+    """``denormalize`` for an output that is about to be written or shown: NaN or Inf refused.
+
+    ``denormalize`` maps NaN to black and Inf to white, which is right for comparing outputs
+    (a metric then shows the damage) but would write a wrong image with exit status 0.
+    """
+    finite = np.isfinite(x)
+    if not finite.all():
+        bad = int(finite.size - np.count_nonzero(finite))
+        raise NonFiniteOutputError(f"{what} has {bad} NaN/Inf values of {finite.size}; nothing was written "
+                                   "(a damaged graph or engine, or FP16 overflow: run `infusionnet check` on it)")
+    return denormalize(x)
 
 
 # --------------------------------------------------------------------------------------------

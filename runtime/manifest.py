@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
 from .errors import InfusionNetError
-from .fileio import atomic_path
+from .fileio import atomic_path, file_sha256
 
 MANIFEST_NAME = "manifest.json"
 FORMAT = "infusionnet-edge/onnx-export/1"
@@ -128,6 +128,19 @@ class GraphEntry(object):
                    [TensorSpec.from_dict(t) for t in data["outputs"]], data.get("sha256"), directory)
 
 
+def _check_sha256(graph: GraphEntry, manifest_file: Path) -> None:
+    if not graph.sha256:
+        return  # manifests written by hand may leave it out
+    try:
+        found = file_sha256(graph.path)
+    except OSError as error:
+        raise ManifestError("{}: graph file {} cannot be read ({})".format(
+            manifest_file, graph.path, error.strerror or error)) from None
+    if found != graph.sha256:
+        raise ManifestError("graph file {} does not match the sha256 in {} (it was changed or damaged after "
+                            "export): copy the export directory again or re-export it".format(graph.path, manifest_file))
+
+
 def _by_name(tensors: List[TensorSpec], name: str, kind: str, role: str) -> TensorSpec:
     for tensor in tensors:
         if tensor.name == name:
@@ -151,7 +164,8 @@ class Manifest(object):
     def load(cls, path: PathLike, check_files: bool = True) -> "Manifest":
         """Read ``path`` (an export directory or its manifest.json) and validate it.
 
-        With ``check_files``, every graph file must exist beside the manifest.
+        With ``check_files``, every graph file must exist beside the manifest and have the sha256
+        it records: a damaged or swapped graph would otherwise run and give a wrong image.
         """
         path = Path(path)
         file = path / MANIFEST_NAME if path.is_dir() else path
@@ -174,6 +188,7 @@ class Manifest(object):
             for graph in manifest.graphs.values():
                 if not graph.path.is_file():
                     raise ManifestError("{}: graph file {} ({} graph) is missing".format(file, graph.file, graph.role))
+                _check_sha256(graph, file)
         return manifest
 
     def graph(self, role: str) -> GraphEntry:

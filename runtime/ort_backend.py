@@ -31,7 +31,9 @@ def choose_providers(available: Sequence[str], requested: str = "auto") -> List[
         raise BackendError(f"unknown ONNX Runtime provider {requested!r}: use auto, {', '.join(PROVIDER_NAMES)}")
     wanted = PROVIDER_NAMES[requested]
     if wanted not in available:
-        hint = " (this is the CPU build of onnxruntime: pip install onnxruntime-gpu)" if requested != "cpu" else ""
+        # Both builds provide the same module: installing the GPU one beside the CPU one breaks both.
+        hint = (" (this is the CPU build of onnxruntime: pip uninstall onnxruntime, then pip install "
+                "onnxruntime-gpu)") if requested != "cpu" else ""
         raise BackendError(f"ONNX Runtime provider {wanted} is not available; installed providers: "
                            f"{', '.join(available) or 'none'}{hint}")
     start = PROVIDER_PREFERENCE.index(wanted)
@@ -69,7 +71,8 @@ class OnnxRuntimeBackend(Backend):
         try:
             import onnxruntime as ort
         except ImportError:
-            raise BackendError("onnxruntime is not installed: pip install onnxruntime (CPU) or onnxruntime-gpu") from None
+            raise BackendError("onnxruntime is not installed: pip install 'infusionnet-edge[cpu]' or "
+                               "'infusionnet-edge[gpu]' (one flavour, not both)") from None
         providers = choose_providers(ort.get_available_providers(), self.requested)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

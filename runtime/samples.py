@@ -54,8 +54,8 @@ def data_folder() -> Path:
     """scikit-image's bundled data folder (found without importing scikit-image)."""
     spec = importlib.util.find_spec("skimage")
     if spec is None or not spec.submodule_search_locations:
-        raise SampleError("sample images come from scikit-image, which is not installed "
-                          "(pip install scikit-image), or pass image paths instead")
+        raise SampleError("the built-in sample images come from scikit-image, which is not installed: "
+                          "pip install 'infusionnet-edge[samples]', or pass image paths instead")
     for location in spec.submodule_search_locations:
         folder = Path(location) / "data"
         if folder.is_dir():

@@ -4,16 +4,18 @@
         stylizer.set_style(read_image("art.jpg"))      # runs the style graph once
         out = stylizer.stylize(frame)                   # uint8 RGB in, uint8 RGB out
 
-``model_dir`` is an ONNX export directory (manifest.json; backends onnxruntime or torch) or a
+``model_dir`` is an ONNX export directory (manifest.json; backends onnxruntime, openvino or torch) or a
 TensorRT engine directory (engines.json and sidecars; backend tensorrt). With a split export the
 style graph runs once per ``set_style`` and its kernels stay on the device, held by the content
 graph; switching styles is another ``set_style``. A full export feeds the style image with every
 frame; a baked export has one style built in.
 
 Frames: uint8 HxWx3 (or NxHxWx3 with N = the export's batch), RGB, or BGR from OpenCV with
-``bgr=True``. A dynamic-size graph takes any size: frames are reflect-padded to multiples of 8
-and cropped back. A static graph takes its export size: other sizes are resized to it and back
-(``size_mismatch="resize"``) or refused (``"error"``).
+``bgr=True``. A dynamic-size graph takes any size up to ``max_pixels``: frames are
+reflect-padded to multiples of 8 and cropped back. A static graph takes its export size: other
+sizes are letterboxed into it (scaled to fit with the aspect ratio kept, reflect-padded, the
+padding cropped off the output, scaled back; ``size_mismatch="letterbox"``) or refused
+(``"error"``). ``fit_note`` says in words what happens to a given frame size.
 """
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
@@ -23,10 +25,11 @@ import numpy as np
 from . import images
 from .backend import BACKENDS, Backend, BackendError
 from .engine_sidecar import ENGINE_INDEX, read_engine_index
+from .limits import MAX_WORK_PIXELS
 from .manifest import MANIFEST_NAME, Manifest
 
 CONTENT, STYLE, STYLIZED = "content", "style", "stylized"
-SIZE_MISMATCH = ("resize", "error")
+SIZE_MISMATCH = ("letterbox", "error")
 
 
 class StyleError(BackendError):
@@ -51,7 +54,8 @@ def make_backends(model_dir, backend: str = "onnxruntime", checkpoint=None, **op
     """role -> an unopened backend for every graph of ``model_dir``.
 
     options go to the backend: onnxruntime (provider, intra_op_threads, ...), torch (device,
-    fp16, channels_last, compile), tensorrt (device_id, zero_copy, cuda_graph).
+    fp16, channels_last, compile), tensorrt (device_id, zero_copy, cuda_graph), openvino
+    (precision, threads).
     """
     if backend not in BACKENDS:
         raise BackendError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
@@ -72,9 +76,15 @@ def make_backends(model_dir, backend: str = "onnxruntime", checkpoint=None, **op
         source = index.get("source")
         raise BackendError(f"{model_dir} holds TensorRT engines: use --backend tensorrt, or give the ONNX export "
                            f"they were built from{f' ({source})' if source else ''}")
+    if manifest.int8_target == "openvino" and backend == "onnxruntime":
+        raise BackendError(f"{model_dir} holds NNCF INT8 graphs in OpenVINO's format (--int8-target openvino): "
+                           "use --backend openvino, or export --int8-target cpu for ONNX Runtime")
     if backend == "onnxruntime":
         from .ort_backend import OnnxRuntimeBackend
         return {role: OnnxRuntimeBackend.from_graph(graph, **options) for role, graph in manifest.graphs.items()}
+    if backend == "openvino":
+        from .openvino_backend import OpenVinoBackend
+        return {role: OpenVinoBackend.from_graph(graph, **options) for role, graph in manifest.graphs.items()}
     from .torch_backend import TorchBackend, reference_model, baked_style
     model = reference_model(manifest, checkpoint)
     backends = {}
@@ -89,8 +99,8 @@ def _names(manifest: Manifest, role: str, kind: str):
 
 
 class Stylizer(object):
-    def __init__(self, model_dir, backend: str = "onnxruntime", bgr: bool = False, size_mismatch: str = "resize",
-                 checkpoint=None, **options):
+    def __init__(self, model_dir, backend: str = "onnxruntime", bgr: bool = False, size_mismatch: str = "letterbox",
+                 checkpoint=None, max_pixels: Optional[int] = MAX_WORK_PIXELS, **options):
         if size_mismatch not in SIZE_MISMATCH:
             raise BackendError(f"size_mismatch must be one of {', '.join(SIZE_MISMATCH)}, not {size_mismatch!r}")
         self.model_dir = Path(model_dir)
@@ -99,6 +109,7 @@ class Stylizer(object):
         self.backend = backend
         self.bgr = bgr
         self.size_mismatch = size_mismatch
+        self.max_pixels = max_pixels
         self.graph_kind = self.manifest.graph_kind
         self.batch = self.manifest.batch
         self.style_size = self.manifest.style_size
@@ -163,6 +174,21 @@ class Stylizer(object):
         return self.styler.to_host(self.frames.held)
 
     # -- frames ------------------------------------------------------------------------------
+    def check_frame_size(self, height: int, width: int, name="frame") -> None:
+        """Raise now (before any work) if a frame of this size would be refused by ``stylize``."""
+        self._plan(height, width, name)
+
+    def fit_note(self, height: int, width: int) -> Optional[str]:
+        """What happens to a frame of this size, in words, when it is not run as it is."""
+        plan = self._plan(height, width)
+        if not isinstance(plan, images.Letterbox):
+            return None
+        target = "x".join(str(v) for v in plan.target)
+        how = (f"scaled to {plan.scaled[0]}x{plan.scaled[1]}, reflect-padded to {target} and cropped back"
+               if plan.padded else f"scaled to {target} and back (same aspect ratio)")
+        return (f"{self.model_dir} is a static-size export ({target}): a {height}x{width} image is {how}; "
+                "export with --dynamic-size to run images at their own size")
+
     def stylize(self, frame: np.ndarray, bgr: Optional[bool] = None) -> np.ndarray:
         """Stylize one frame (HxWx3) or a batch (NxHxWx3, N = the export's batch); same shape out."""
         self._ensure_open()
@@ -177,25 +203,37 @@ class Stylizer(object):
         rgb = self._color(frame, bgr)
         prepared, restore = self._prepare(rgb)
         out = self.frames.run({CONTENT: images.normalize(prepared)})[STYLIZED]
-        result = restore(images.denormalize(out))
+        result = restore(images.denormalize_output(out, f"the output of {self.model_dir}"))
         result = self._color(result, bgr)
         return np.ascontiguousarray(result[0] if single else result)
 
     def _prepare(self, rgb: np.ndarray):
-        height, width = rgb.shape[-3:-1]
-        if self.dynamic:
-            plan = self._plans.get((height, width))
-            if plan is None:
-                plan = self._plans[(height, width)] = images.plan_image(height, width, "keep", multiple=8, fit="pad")
-            return images.prepare_with(rgb, plan), lambda out: images.restore_image(out, plan)
-        target = tuple(self.content_size)
-        if (height, width) == target:
+        plan = self._plan(*rgb.shape[-3:-1])
+        if plan is None:
             return rgb, lambda out: out
-        if self.size_mismatch == "error":
-            raise images.ImageError(f"frame is {height}x{width} but {self.model_dir} was exported for "
+        if isinstance(plan, images.Letterbox):
+            return plan.apply(rgb), plan.undo
+        return images.prepare_with(rgb, plan), lambda out: images.restore_image(out, plan)
+
+    def _plan(self, height: int, width: int, name="frame"):
+        """None (run as it is), a Restore (dynamic graphs) or a Letterbox (static graphs); cached."""
+        key = (height, width)
+        if key in self._plans:
+            return self._plans[key]
+        target = tuple(self.content_size)
+        if self.dynamic:
+            plan = images.plan_image(height, width, "keep", multiple=8, fit="pad", max_pixels=self.max_pixels,
+                                     name=name)
+        elif key == target:
+            plan = None
+        elif self.size_mismatch == "error":
+            raise images.ImageError(f"{name} is {height}x{width} but {self.model_dir} was exported for "
                                     f"{target[0]}x{target[1]} (static size): resize frames, use "
-                                    "size_mismatch='resize' (--resize), or re-export with --dynamic-size")
-        return images.resize_array(rgb, *target), lambda out: images.resize_array(out, height, width)
+                                    "size_mismatch='letterbox', or re-export with --dynamic-size")
+        else:
+            plan = images.Letterbox.plan(height, width, target)
+        self._plans[key] = plan
+        return plan
 
     def _color(self, rgb: np.ndarray, bgr: Optional[bool]) -> np.ndarray:
         return rgb[..., ::-1] if (self.bgr if bgr is None else bgr) else rgb

@@ -18,7 +18,7 @@ import ctypes.util
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, NamedTuple, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, NamedTuple, Tuple
 
 import numpy as np
 
@@ -27,6 +27,9 @@ from .engine_sidecar import (EngineMismatchError, Environment, check_compatible,
                              read_sidecar, rebuild_hint)
 from .trt_plan import (BufferPlan, derive_profile, detect_features, is_dynamic, plan_buffers,
                        require_runtime_features, trt_dtype_name)
+
+if TYPE_CHECKING:  # `make typecheck` checks the calls below against the TensorRT stubs; never imported at run time
+    import tensorrt
 
 INSTALL_HINT = ("TensorRT is not installed: pip install .[tensorrt] (desktop; the wheels come from NVIDIA's "
                 "index) or, on Jetson, use the python3-libnvinfer that JetPack installs")
@@ -40,18 +43,33 @@ def import_tensorrt():
     except Exception as error:  # the pip stub or a missing libnvinfer fails with other errors
         raise BackendError(f"TensorRT could not be imported ({type(error).__name__}: {error}); {INSTALL_HINT}") from None
     if not hasattr(trt, "Runtime"):
-        raise BackendError(f"the tensorrt module at {getattr(trt, '__file__', '?')} is not TensorRT's Python API "
-                           f"(a placeholder package?); {INSTALL_HINT}")
+        # tensorrt-stubs' .pyi folder imports as an empty namespace package (no __file__)
+        where = getattr(trt, "__file__", None) or ", ".join(getattr(trt, "__path__", None) or ["?"])
+        raise BackendError(f"the tensorrt module at {where} is not TensorRT's Python API (type stubs or a "
+                           f"placeholder package); {INSTALL_HINT}")
     return trt
+
+
+def init_plugins(trt, logger) -> bool:
+    """Register TensorRT's built-in plugins (libnvinfer_plugin) with ``logger``; False if it failed.
+
+    Needed before deserializing an engine with plugin layers and before parsing ONNX on 8.5/8.6,
+    where InstanceNormalization becomes the InstanceNormalization_TRT plugin."""
+    try:
+        return bool(trt.init_libnvinfer_plugins(logger, ""))
+    except Exception:  # the plugin library is a separate package on Jetson and may be missing
+        return False
 
 
 def import_pycuda(device_id: int = 0):
     """pycuda.driver, initialised, after checking that GPU ``device_id`` exists."""
     try:
         import pycuda.driver as cuda
-    except ImportError:
-        raise BackendError("the TensorRT backend needs pycuda: pip install pycuda (needs the CUDA toolkit)") from None
-    except Exception as error:  # pycuda's import loads libcuda: no driver means no GPU
+    except ModuleNotFoundError as error:
+        if error.name in ("pycuda", "pycuda.driver"):
+            raise BackendError("the TensorRT backend needs pycuda: pip install pycuda (needs the CUDA toolkit)") from None
+        raise BackendError(f"no usable NVIDIA GPU: pycuda cannot load the CUDA driver ({error})") from None
+    except Exception as error:  # installed, but its import loads libcuda (an ImportError): no driver, no GPU
         raise BackendError(f"no usable NVIDIA GPU: pycuda cannot load the CUDA driver ({error})") from None
     try:
         cuda.init()
@@ -63,6 +81,12 @@ def import_pycuda(device_id: int = 0):
     if not 0 <= device_id < count:
         raise BackendError(f"GPU {device_id} asked for, but this machine has {count} (0..{count - 1})")
     return cuda
+
+
+def _dims(dims: "tensorrt.Dims") -> Tuple[int, ...]:
+    """A ``tensorrt.Dims`` as a tuple, by index: every release supports that (the stubs declare no
+    iteration)."""
+    return tuple(int(dims[index]) for index in range(len(dims)))
 
 
 class DeviceTensor(NamedTuple):
@@ -166,21 +190,41 @@ class TensorRTBackend(Backend):
         self.warnings = check_compatible(self.engine_path, self.sidecar, here)
         data = read_engine_bytes(self.engine_path, self.sidecar)
         self._trt, self._cuda = trt, cuda
-        self._cuda_context = device.retain_primary_context()
-        with self._current():
-            self._logger = trt.Logger(trt.Logger.WARNING)
-            self._runtime = trt.Runtime(self._logger)
-            self._engine = self._runtime.deserialize_cuda_engine(data)
-            if self._engine is None:
-                raise EngineMismatchError(f"TensorRT {trt.__version__} could not deserialize {self.engine_path} "
-                                          f"(its log above says why); {rebuild_hint(self.sidecar)}")
-            self._check_engine_tensors()
-            self._context = self._engine.create_execution_context()
-            self._stream = cuda.Stream()
-            self._allocate(plan_buffers(self.inputs, self.outputs, self._profile, self.external, self.zero_copy))
+        self._own, self._host, self._device = {}, {}, {}  # type: Dict[str, Any], Dict[str, Any], Dict[str, int]
         self._shapes = {}  # type: Dict[str, Tuple[int, ...]]
-        self._graph = None
+        self._graph = None  # type: Any
         self._graphs = CudaGraphs() if self.cuda_graph else None
+        # One reference on the device's primary context, given back by _close (also when opening fails).
+        self._cuda_context = device.retain_primary_context()
+        try:
+            with self._current():
+                self._logger = trt.Logger(trt.Logger.WARNING)  # type: tensorrt.Logger
+                self._runtime = trt.Runtime(self._logger)  # type: tensorrt.Runtime
+                self._engine = self._deserialize(data)
+                self._check_engine_tensors()
+                self._context = self._engine.create_execution_context()  # type: tensorrt.IExecutionContext
+                self._stream = cuda.Stream()
+                self._allocate(plan_buffers(self.inputs, self.outputs, self._profile, self.external, self.zero_copy))
+        except BaseException:
+            self._close()
+            raise
+
+    def _deserialize(self, data: bytes) -> "tensorrt.ICudaEngine":
+        trt = self._trt
+        # TensorRT 8.5 (and 8.6 without the native flag) parses InstanceNormalization as the
+        # InstanceNormalization_TRT plugin; such an engine only deserializes once the plugin
+        # registry is filled. Polygraphy does this before building, so the build never shows it.
+        plugins_ready = init_plugins(trt, self._logger)
+        engine = self._runtime.deserialize_cuda_engine(data)
+        if engine is not None:
+            return engine
+        plugins = self.sidecar.options.get("plugin_layers") or []
+        if plugins and not plugins_ready:
+            raise BackendError(f"{self.engine_path} uses TensorRT plugin layers ({', '.join(plugins[:3])}) and "
+                               f"TensorRT's plugin library (libnvinfer_plugin) did not load here; install the "
+                               f"TensorRT {trt.__version__} plugin library (JetPack: libnvinfer-plugin8/10)")
+        raise EngineMismatchError(f"TensorRT {trt.__version__} could not deserialize {self.engine_path} "
+                                  f"(its log above says why); {rebuild_hint(self.sidecar)}")
 
     def _check_engine_tensors(self) -> None:
         engine, trt = self._engine, self._trt
@@ -215,13 +259,18 @@ class TensorRTBackend(Backend):
         self._context.set_tensor_address(name, pointer)
 
     def _close(self) -> None:
-        with self._current():
-            if self._graph is not None:
-                self._graphs.destroy(self._graph)
-            for allocation in self._own.values():
-                allocation.free()
-            self._own, self._host, self._device = {}, {}, {}
-            self._context = self._engine = self._runtime = self._stream = None
+        try:
+            with self._current():
+                self._drop_graph()
+                for allocation in self._own.values():
+                    allocation.free()
+                self._own, self._host, self._device = {}, {}, {}
+                # TensorRT objects are destroyed here, while their CUDA context is current.
+                for name in ("_context", "_engine", "_runtime", "_stream"):
+                    self.__dict__.pop(name, None)
+        finally:
+            self._cuda_context.detach()  # matches retain_primary_context() in _open
+            self._cuda_context = None
 
     # -- running -----------------------------------------------------------------------------
     def _hold(self, values: Dict[str, Any]) -> Dict[str, Any]:
@@ -257,7 +306,7 @@ class TensorRTBackend(Backend):
                 self._drop_graph()
 
     def _drop_graph(self) -> None:
-        if self._graph is not None:
+        if self._graph is not None and self._graphs is not None:
             self._graphs.destroy(self._graph)
             self._graph = None
 
@@ -295,25 +344,26 @@ class TensorRTBackend(Backend):
             for name, array in arrays.items():
                 self._set_shape(name, array.shape)
                 np.copyto(self._view(name, array.shape), array)
-            outputs = {s.name: tuple(self._context.get_tensor_shape(s.name)) for s in self.outputs}
-            if self._graphs is None:
+            outputs = {s.name: _dims(self._context.get_tensor_shape(s.name)) for s in self.outputs}
+            graphs = self._graphs
+            if graphs is None:
                 self._enqueue(arrays, outputs)
             else:
-                self._run_graph(arrays, outputs)
+                self._run_graph(graphs, arrays, outputs)
             self._stream.synchronize()
         if to_host:
             return {name: np.array(self._view(name, shape)) for name, shape in outputs.items()}
         return {s.name: DeviceTensor(self._device[s.name], outputs[s.name], s.dtype) for s in self.outputs}
 
-    def _run_graph(self, arrays: Arrays, outputs: Dict[str, Tuple[int, ...]]) -> None:
+    def _run_graph(self, graphs: CudaGraphs, arrays: Arrays, outputs: Dict[str, Tuple[int, ...]]) -> None:
         if self._graph is None:
             # TensorRT finishes deferred setup on its first enqueue, which must not be captured.
             self._enqueue(arrays, outputs)
             self._stream.synchronize()
             try:
-                self._graph = self._graphs.capture(self._stream.handle, lambda: self._enqueue(arrays, outputs))
+                self._graph = graphs.capture(self._stream.handle, lambda: self._enqueue(arrays, outputs))
             except BackendError as error:
                 self.warnings.append(f"CUDA graph capture failed, running without it: {error}")
                 self._graphs = None
             return
-        self._graphs.launch(self._graph, self._stream.handle)
+        graphs.launch(self._graph, self._stream.handle)

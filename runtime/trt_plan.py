@@ -84,6 +84,8 @@ class TrtFeatures(NamedTuple):
     precision_constraints: bool  # BuilderFlag.OBEY_PRECISION_CONSTRAINTS (layer precisions are obeyed)
     implicit_int8: bool          # IInt8EntropyCalibrator2 and not yet deprecated (deprecated in 10)
     explicit_batch_flag: bool    # networks must be created with EXPLICIT_BATCH (before 10; ignored after)
+    native_instancenorm: bool    # OnnxParserFlag.NATIVE_INSTANCENORM (8.6+; off by default in 8.6, on in 10)
+    strongly_typed: bool         # NetworkDefinitionCreationFlag.STRONGLY_TYPED, used for Q/DQ graphs from 10 on
 
     def missing_for_runtime(self) -> List[str]:
         return [] if self.named_tensors else ["named-tensor API (set_tensor_address, execute_async_v3, "
@@ -109,6 +111,10 @@ def detect_features(trt) -> TrtFeatures:
         precision_constraints=flags is not None and hasattr(flags, "OBEY_PRECISION_CONSTRAINTS"),
         implicit_int8=_has(trt, "IInt8EntropyCalibrator2") and version[:1] < (10,),
         explicit_batch_flag=creation is not None and hasattr(creation, "EXPLICIT_BATCH") and version[:1] < (10,),
+        native_instancenorm=_has(trt, "OnnxParserFlag", "NATIVE_INSTANCENORM"),
+        # The flag exists in 9.x too, but NVIDIA's advice to build Q/DQ networks strongly typed
+        # (without precision flags) is TensorRT 10's.
+        strongly_typed=creation is not None and hasattr(creation, "STRONGLY_TYPED") and version[:1] >= (10,),
     )
 
 
@@ -208,7 +214,7 @@ def derive_profile(inputs: Sequence[TensorSpec], min_hw: Optional[HW] = None, op
     """
     dynamic = [spec for spec in inputs if _dynamic_axes(spec)]
     if not dynamic:
-        return OrderedDict((spec.name, ShapeRange(*(tuple(spec.shape),) * 3)) for spec in inputs)
+        return OrderedDict((spec.name, ShapeRange(*(tuple(int(d) for d in spec.shape),) * 3)) for spec in inputs)
     opt_hw = opt_hw or default_hw
     if opt_hw is None:
         raise PlanError(f"input {dynamic[0].name!r} has a dynamic size: give --opt HxW (and --min/--max for a range)")

@@ -131,6 +131,11 @@ def parse_hw(text: str, option: str = "--size") -> Tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
+def even_size(height: int, width: int) -> Tuple[int, int]:
+    """(H, W) rounded down to even numbers (at least 2): the sizes video encoders can store."""
+    return max(2, height - height % 2), max(2, width - width % 2)
+
+
 def _redact_url(url: str) -> str:
     """rtsp://user:password@host/... -> rtsp://user:***@host/... so passwords stay out of logs."""
     return re.sub(r"(://[^/:@]*):[^/@]*@", r"\1:***@", url)
@@ -614,6 +619,9 @@ class VideoFileSink:
         self.frames_unique += 1
 
     def _open(self, height: int, width: int) -> None:
+        # The encoders behind OpenCV (mp4v, H.264) store even sizes only and silently drop an odd
+        # row or column; write the even size on purpose (frames are scaled to it) and report it.
+        height, width = even_size(height, width)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=f".tmp{self.path.suffix}",
                                     dir=str(self.path.parent))
@@ -1061,6 +1069,7 @@ def _finalize_sinks(sinks: Sequence, summary: VideoSummary) -> Optional[BaseExce
         if isinstance(sink, VideoFileSink):
             summary.output = str(path) if path else None
             summary.frames_written = sink.frames_written
+            summary.output_size = sink.size or summary.output_size  # what the file holds
             summary.audio = sink.audio_note
     return first_error
 

@@ -13,6 +13,7 @@ from infusionnet.runtime.backend import BackendError, InputError, check_feeds
 from infusionnet.runtime.ort_backend import OnnxRuntimeBackend, choose_providers
 from infusionnet.runtime.torch_backend import TorchBackend
 from infusionnet.runtime.trt_plan import ShapeRange, TensorSpec
+from trt_env import real_tensorrt
 
 CONTENT = TensorSpec("content", (1, 3, "height", "width"), "float32")
 BIAS = TensorSpec("bias", (1, 3, 1, 1), "float32")
@@ -190,14 +191,6 @@ def test_torch_backend_errors(model):
 
 # --------------------------------------------------------------------------- TensorRT refusals
 
-def _has_tensorrt():
-    try:
-        import tensorrt  # noqa: F401
-        return True
-    except Exception:
-        return False
-
-
 def _fake_engine(tmp_path):
     """An engine file with a valid sidecar; the bytes are not a real engine."""
     import hashlib
@@ -217,7 +210,7 @@ def _fake_engine(tmp_path):
     return engine
 
 
-@pytest.mark.skipif(_has_tensorrt(), reason="TensorRT is installed here")
+@pytest.mark.skipif(real_tensorrt(), reason="TensorRT is installed here")
 def test_tensorrt_backend_without_tensorrt_says_how_to_install(tmp_path):
     from infusionnet.runtime.trt_backend import TensorRTBackend
 

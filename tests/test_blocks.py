@@ -5,11 +5,12 @@ mode, its output shapes, and its output against the functional re-implementation
 official_reference.py (written from architecture.md, not from models/)."""
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import official_reference as ref
 from infusionnet.models.blocks import (AdaConv2d, AdaOctConv, KernelPredictor, OctConv, OctConvAfterUpsample,
-                                       adaconv_batched, adaconv_looped, split_channels)
+                                       adaconv_batched, adaconv_looped, fold_pointwise, split_channels)
 from infusionnet.models.encoders import Encoder, StyleEncoder
 
 Oct = ref.Oct
@@ -258,6 +259,21 @@ def test_adaconv_batched_equals_looped(batch, n_groups):
     batched = adaconv_batched(x, *kernels, n_groups)
     assert batched.shape == looped.shape == (batch, 16, 8, 12)
     assert scaled_error(batched, looped) < 1e-6
+
+
+@pytest.mark.parametrize("n_groups", [16, 4, 1])
+def test_folded_kernel_equals_spatial_then_pointwise(n_groups):
+    """One grouped conv with the folded kernel does what the two grouped convs do."""
+    x = F.pad(randn(2, 16, 8, 12, seed=30), (1, 1, 1, 1), mode="reflect").reshape(1, 32, 10, 14)
+    spatial, pointwise, bias = random_kernels(2, 16, n_groups, seed=31)
+    groups, per_group = 2 * n_groups, 16 // n_groups
+    two = F.conv2d(F.conv2d(x, spatial.reshape(32, per_group, 3, 3), groups=groups),
+                   pointwise.reshape(32, per_group, 1, 1), bias.reshape(32), groups=groups)
+    folded = fold_pointwise(spatial, pointwise, groups, per_group, per_group, 3)
+    assert folded.shape == (32, per_group, 3, 3)
+    one = F.conv2d(x, folded, bias.reshape(32), groups=groups)
+    assert scaled_error(one, two) < 1e-6
+    assert not torch.allclose(folded, spatial.reshape(32, per_group, 3, 3))  # the pointwise part is in it
 
 
 @pytest.mark.parametrize("batch", [2, 3])

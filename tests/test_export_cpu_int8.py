@@ -127,9 +127,9 @@ def test_manifests_without_the_field_mean_tensorrt():
 
 def test_bench_runs_onnxruntime_int8_in_both_layouts_on_the_cpu():
     config = runner.BenchConfig(backends=("onnxruntime", "tensorrt"), precisions=("fp32", "int8"))
-    assert runner.plan_rows(config) == [("onnxruntime", "fp32", None), ("onnxruntime", "int8", "tensorrt"),
-                                        ("onnxruntime", "int8", "cpu"), ("tensorrt", "fp32", None),
-                                        ("tensorrt", "int8", "tensorrt")]
+    assert [row[:3] for row in runner.plan_rows(config)] == [
+        ("onnxruntime", "fp32", None), ("onnxruntime", "int8", "tensorrt"), ("onnxruntime", "int8", "cpu"),
+        ("tensorrt", "fp32", None), ("tensorrt", "int8", "tensorrt")]
     cuda = runner.BenchConfig(backends=("onnxruntime",), precisions=("int8",), device="cuda")
-    assert runner.plan_rows(cuda) == [("onnxruntime", "int8", "tensorrt")]
+    assert [row[:3] for row in runner.plan_rows(cuda)] == [("onnxruntime", "int8", "tensorrt")]
     assert runner.graph_label("cached-style", "cpu") == "content/cpu-int8"

@@ -53,13 +53,17 @@ def test_graph_structure(exported, case):
             assert outputs == {"stylized": [export.batch, 3] + hw}
         if role in ("full", "style"):
             assert inputs["style"] == [export.batch, 3, style_size, style_size]
-        # The 3x3 style pooling is two constant MatMuls per half, only where a style is encoded.
-        assert ops.get("MatMul", 0) == (4 if role in ("full", "style") else 0)
+        # The 3x3 style pooling is two constant MatMuls per half, only where a style is encoded;
+        # each AdaConv that applies predicted kernels folds its pointwise kernel into the spatial
+        # one with one MatMul (a baked graph's folds are constants).
+        pooling = 4 if role in ("full", "style") else 0
+        folds = len(ADACONV_GROUPS) if role in ("full", "content") else 0
+        assert ops.get("MatMul", 0) == pooling + folds
         dynamic = dynamic_weight_convs(model)
         if role in ("full", "content"):
-            # Each AdaConv: a spatial and a pointwise Conv with group = batch * n_groups.
+            # Each AdaConv: one Conv (spatial and pointwise folded) with group = batch * n_groups.
             assert sorted(conv_groups(node) for node in dynamic) == \
-                sorted(export.batch * g for g in ADACONV_GROUPS * 2)
+                sorted(export.batch * g for g in ADACONV_GROUPS)
         else:
             assert dynamic == []
         if role == "baked":

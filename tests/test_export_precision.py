@@ -10,10 +10,11 @@ from infusionnet.export import calibration as calib
 from infusionnet.export.pipeline import verification_feeds
 from infusionnet.export.precision import FP32_OPS, fp16_fraction, to_fp16, to_int8
 from infusionnet.export.simplify import FORBIDDEN_OPS, dynamic_weight_convs
+from infusionnet.export.trace import ExportError
 from infusionnet.export.verify import Check, Tolerances, TorchReference, compare, judge, psnr, verify
 
 
-def _convert(export, precision, directory, method="minmax"):
+def _convert(export, precision, directory, method="minmax", placement=None):
     """All graphs of ``export`` in ``precision`` under ``directory``: role -> path."""
     reference = TorchReference(export.model, export.baked)
     content, style, _ = calib.image_pairs(None)
@@ -24,7 +25,7 @@ def _convert(export, precision, directory, method="minmax"):
         if precision == "fp16":
             to_fp16(source, target)
         else:
-            to_int8(source, target, calib.RoleFeed(pairs, role, reference.kernels), method)
+            to_int8(source, target, calib.RoleFeed(pairs, role, reference.kernels), method, placement=placement)
         paths[role] = str(target)
     return paths, reference
 
@@ -93,7 +94,27 @@ def _qdq_checks(model, role):
             assert conv.input[2] in inits and inits[conv.input[2]].dtype == np.float32
     for conv in dynamic:  # predicted kernels cannot be quantized offline
         assert producers[conv.input[1]].op_type != "DequantizeLinear"
+    # TensorRT's placement: an activation is quantized only where a weighted layer reads it.
+    assert _output_only_quantizers(model) == [], role
     return static_convs, dynamic
+
+
+def _output_only_quantizers(model):
+    """Q nodes on activations whose DQ feeds no convolution (a convolution's output quantized
+    for elementwise consumers: ONNX Runtime's default layout)."""
+    consumers = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    inits = {init.name for init in model.graph.initializer}
+    found = []
+    for node in model.graph.node:
+        if node.op_type != "QuantizeLinear" or node.input[0] in inits:
+            continue
+        dequantized = [c.output[0] for c in consumers.get(node.output[0], []) if c.op_type == "DequantizeLinear"]
+        if not any(c.op_type == "Conv" for name in dequantized for c in consumers.get(name, [])):
+            found.append(node.name)
+    return found
 
 
 def test_int8_baked_graph_is_fully_quantized(exported, tmp_path):
@@ -103,6 +124,21 @@ def test_int8_baked_graph_is_fully_quantized(exported, tmp_path):
     assert dynamic == [] and len(static) == sum(n.op_type == "Conv" for n in export.models["baked"].graph.node)
     result = _verify(export, paths, reference, "int8")
     assert min(c.range_psnr_db for c in result.checks) >= 40.0  # measured ~57 dB; the floor is 25
+
+
+def test_onnxruntime_placement_also_quantizes_conv_outputs(exported, tmp_path):
+    """The layout used before (kept selectable for the placement measurement) puts Q/DQ after
+    convolution outputs that only elementwise ops read; TensorRT's does not."""
+    export = exported(("baked", "aesfa", 1, False))
+    ort_paths, _ = _convert(export, "int8", tmp_path, placement="onnxruntime")
+    (tmp_path / "trt").mkdir()
+    trt_paths, _ = _convert(export, "int8", tmp_path / "trt")
+    ort, trt = onnx.load(ort_paths["baked"]), onnx.load(trt_paths["baked"])
+    assert _output_only_quantizers(ort) and _output_only_quantizers(trt) == []
+    count = lambda m: sum(n.op_type == "QuantizeLinear" for n in m.graph.node)  # noqa: E731
+    assert count(trt) < count(ort)
+    with pytest.raises(ExportError, match="unknown Q/DQ placement 'outputs'"):
+        to_int8(export.paths["baked"], tmp_path / "x.onnx", None, placement="outputs")
 
 
 def test_int8_split_graphs_leave_dynamic_convs_in_float(exported, tmp_path):

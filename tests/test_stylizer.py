@@ -71,11 +71,11 @@ def test_style_switching_and_bgr(split, frame, styles):
         stylizer.close()
 
 
-def test_static_export_resizes_or_refuses_other_sizes(frame, styles):
+def test_static_export_letterboxes_or_refuses_other_sizes(frame, styles):
     full = export("full", dynamic=False)
     with Stylizer(full) as stylizer:
         stylizer.set_style(styles[0])
-        assert stylizer.stylize(frame).shape == frame.shape          # resized to 32x32 and back
+        assert stylizer.stylize(frame).shape == frame.shape          # letterboxed into 32x32 and back
         assert stylizer.stylize(frame[:32, :32]).shape == (32, 32, 3)  # the export size as is
     with Stylizer(full, size_mismatch="error") as stylizer:
         stylizer.set_style(styles[0])

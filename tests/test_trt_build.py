@@ -7,6 +7,9 @@ import pytest
 from infusionnet.export.trt_build import BuildOptions, TrtBuildError, build_command, fp32_layers, plan_builds
 from infusionnet.runtime.manifest import FORMAT, Manifest
 from infusionnet.runtime.trt_plan import PlanError, ShapeRange
+from trt_env import real_tensorrt, tensorrt_gpu_missing
+
+TRT_MISSING = tensorrt_gpu_missing()
 
 KERNEL = {"name": "AdaOctConv1_1.h.spatial", "shape": [1, 128, 1, 3, 3], "dtype": "float32"}
 
@@ -83,14 +86,6 @@ def test_build_command_rebuilds_with_the_same_options():
 
 # --------------------------------------------------------------------------- the command here
 
-def _has_tensorrt():
-    try:
-        import tensorrt  # noqa: F401
-        return True
-    except Exception:
-        return False
-
-
 def export_trt(argv):
     """`infusionnet export trt ARGV` through its own parser (cli/trt_cmd.py)."""
     import argparse
@@ -113,7 +108,7 @@ def test_dry_run_prints_the_plan(capsys):
     assert plan[1]["profile"]["content"]["max"] == [1, 3, 64, 64]
 
 
-@pytest.mark.skipif(_has_tensorrt(), reason="TensorRT is installed here")
+@pytest.mark.skipif(real_tensorrt(), reason="TensorRT is installed here")
 def test_build_without_tensorrt_fails_clearly_and_writes_nothing(tmp_path):
     from runtime_exports import export
     from infusionnet.runtime.errors import InfusionNetError
@@ -140,7 +135,7 @@ def engines(tmp_path_factory):
 
 
 @pytest.mark.tensorrt
-@pytest.mark.skipif(not _has_tensorrt(), reason="TensorRT not installed")
+@pytest.mark.skipif(TRT_MISSING is not None, reason=str(TRT_MISSING))
 def test_engines_run_and_match_onnxruntime(engines):
     from infusionnet.runtime import samples
     from infusionnet.runtime.stylizer import Stylizer
@@ -158,7 +153,7 @@ def test_engines_run_and_match_onnxruntime(engines):
 
 
 @pytest.mark.tensorrt
-@pytest.mark.skipif(not _has_tensorrt(), reason="TensorRT not installed")
+@pytest.mark.skipif(TRT_MISSING is not None, reason=str(TRT_MISSING))
 def test_truncated_or_foreign_engines_are_refused(engines, tmp_path):
     import shutil
 
@@ -181,7 +176,7 @@ def test_truncated_or_foreign_engines_are_refused(engines, tmp_path):
 
 
 @pytest.mark.tensorrt
-@pytest.mark.skipif(not _has_tensorrt(), reason="TensorRT not installed")
+@pytest.mark.skipif(TRT_MISSING is not None, reason=str(TRT_MISSING))
 def test_check_passes_on_tensorrt_fp16(engines, tmp_path):
     from infusionnet.cli.main import main
 
@@ -214,7 +209,7 @@ def _fake_engine_dir(tmp_path):
     return directory
 
 
-@pytest.mark.skipif(_has_tensorrt(), reason="TensorRT is installed here")
+@pytest.mark.skipif(real_tensorrt(), reason="TensorRT is installed here")
 def test_engine_directory_without_tensorrt(tmp_path, capsys):
     from infusionnet.cli.main import main
     from infusionnet.runtime.stylizer import Stylizer
@@ -226,3 +221,26 @@ def test_engine_directory_without_tensorrt(tmp_path, capsys):
     assert "TensorRT is not installed" in capsys.readouterr().err
     assert main(["check", str(engines), "--json", str(tmp_path / "c.json")]) == 2
     assert "holds TensorRT engines: use --backend tensorrt" in capsys.readouterr().err
+
+
+def _features(version, native_instancenorm, strongly_typed):
+    from infusionnet.runtime.trt_plan import TrtFeatures
+
+    return TrtFeatures(version, named_tensors=True, optimization_level=True, memory_pools=True, timing_cache=True,
+                       precision_constraints=True, implicit_int8=version < (10,), explicit_batch_flag=version < (10,),
+                       native_instancenorm=native_instancenorm, strongly_typed=strongly_typed)
+
+
+@pytest.mark.parametrize("version, native, strongly, flags, strongly_typed_int8", [
+    ((8, 5, 2), False, False, (), False), ((8, 6, 1), True, False, ("NATIVE_INSTANCENORM",), False),
+    ((10, 3, 0), True, True, ("NATIVE_INSTANCENORM",), True)])
+def test_network_plan_per_tensorrt_version(version, native, strongly, flags, strongly_typed_int8):
+    from infusionnet.export.trt_build import network_plan
+
+    features = _features(version, native, strongly)
+    explicit = network_plan(plan_builds(_manifest("int8", graph_kind="baked"), BuildOptions("int8"))[0], features)
+    assert explicit.parser_flags == flags and explicit.strongly_typed == strongly_typed_int8
+    # Strongly typed networks take no precision flags and no layer pins; 8.x keeps both.
+    assert (explicit.fp16, explicit.int8, explicit.fp32_pins) == ((False,) * 3 if strongly_typed_int8 else (True,) * 3)
+    fp16 = network_plan(plan_builds(_manifest(graph_kind="baked"), BuildOptions("fp16"))[0], features)
+    assert not fp16.strongly_typed and fp16.fp16 and fp16.fp32_pins and fp16.parser_flags == flags

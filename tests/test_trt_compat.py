@@ -522,3 +522,87 @@ def test_checker_imports_without_torch():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "8.2"
+
+
+# ----------------------------------------------------------------------------------------------
+# rules added by the issue-13 audit
+# ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("version, expected", [("8.2", "plugin library"), ("8.5", "plugin library"),
+                                               ("8.6", "NATIVE_INSTANCENORM"), ("10", None), ("10.3", None)])
+def test_instancenorm_plugin_is_noted_where_the_parser_makes_one(version, expected):
+    hits = findings(run(clean_model(), version), "instancenorm-plugin")
+    if expected is None:
+        assert hits == []
+    else:
+        assert [f.severity for f in hits] == ["info"] and expected in hits[0].message
+        assert "DLA" in hits[0].message and "norm" in hits[0].message
+
+
+@pytest.mark.parametrize("version", ["8.5", "10", "10.15"])
+def test_tf_half_pixel_nearest_rounding_is_an_error_on_every_version(version):
+    model = single_op_model("Resize", ["", "scales"], [const("scales", np.array([1, 1, 2, 2], np.float32))],
+                            out_shape=[1, 4, 16, 16], mode="nearest",
+                            coordinate_transformation_mode="tf_half_pixel_for_nn", nearest_mode="floor")
+    hits = findings(run(model, version), "resize-tf-half-pixel-nearest", "error")
+    assert len(hits) == 1 and "nearest_mode=floor" in hits[0].message
+
+
+def test_tensorrt_8_4_is_the_ga_release():
+    ops = trt_compat.supported_ops(parse_trt_version("8.4"))
+    assert {"HardSwish", "RandomNormal", "RandomNormalLike", "Shrink"} <= ops
+    model = clean_model()
+    model.opset_import[0].version = 17
+    assert findings(run(model, "8.4"), "opset-range") == []
+
+
+def test_pooling_dilations_are_an_error_on_10():
+    model = single_op_model("AveragePool", out_shape=[1, 4, 3, 3], opset=19, kernel_shape=[2, 2],
+                            strides=[2, 2], dilations=[2, 2])
+    hits = findings(run(model, "10"), "pool-dilations", "error")
+    assert len(hits) == 1 and "[2, 2]" in hits[0].message
+    plain = single_op_model("AveragePool", out_shape=[1, 4, 4, 4], opset=19, kernel_shape=[2, 2], strides=[2, 2])
+    assert findings(run(plain, "10"), "pool-dilations") == []
+
+
+def test_resize_with_computed_scales_needs_leading_axes_on_10():
+    def model(axes):
+        node = helper.make_node("Resize", ["x", "", "scales"], ["y"], name="up", mode="nearest", axes=axes)
+        return make([node], [vinfo("x", [1, 4, 8, 8]), vinfo("scales", [len(axes)])], [vinfo("y", None)], opset=18)
+    hits = findings(run(model([2, 3]), "10"), "resize-computed-scales-axes", "error")
+    assert len(hits) == 1 and "'scales'" in hits[0].message and "[2, 3]" in hits[0].message
+    assert findings(run(model([0, 1, 2, 3]), "10"), "resize-computed-scales-axes") == []
+    assert findings(run(model([2, 3]), "8.6"), "resize-computed-scales-axes") == []
+
+
+def qdq_conv_model(quantize_input):
+    """A conv with Q/DQ weights; its activation input goes through Q/DQ or not."""
+    inits = [const("w_q", np.ones([4, 4, 1, 1], np.int8)), const("w_s", np.float32(0.1)), const("zp", np.int8(0)),
+             const("x_s", np.float32(0.05))]
+    nodes = [helper.make_node("DequantizeLinear", ["w_q", "w_s", "zp"], ["w"], name="dq_w")]
+    source = "x"
+    if quantize_input:
+        nodes += [helper.make_node("QuantizeLinear", ["x", "x_s", "zp"], ["xq"], name="q_x"),
+                  helper.make_node("DequantizeLinear", ["xq", "x_s", "zp"], ["xd"], name="dq_x")]
+        source = "xd"
+    nodes.append(helper.make_node("Conv", [source, "w"], ["c"], name="conv"))
+    # ONNX Runtime's default layout also quantizes the convolution's output:
+    nodes += [helper.make_node("QuantizeLinear", ["c", "x_s", "zp"], ["cq"], name="q_c"),
+              helper.make_node("DequantizeLinear", ["cq", "x_s", "zp"], ["y"], name="dq_c")]
+    return make(nodes, [vinfo("x", [1, 4, 8, 8])], [vinfo("y", [1, 4, 8, 8])], inits)
+
+
+@pytest.mark.parametrize("version", ["8.5", "10"])
+def test_qdq_placement_warns_about_weighted_layers_with_float_inputs(version):
+    hits = findings(run(qdq_conv_model(quantize_input=False), version), "qdq-placement", "warning")
+    assert len(hits) == 1 and "conv" in hits[0].message and "strongly typed" in hits[0].remedy
+    assert findings(run(qdq_conv_model(quantize_input=True), version), "qdq-placement") == []
+    assert findings(run(clean_model(), version), "qdq-placement") == []  # no Q/DQ at all: no advice
+
+
+def test_dla_limits_list_dynamic_inputs_for_dla_builds():
+    dynamic = single_op_model("Relu", out_shape=None)
+    dynamic.graph.input[0].type.tensor_type.shape.dim[2].dim_param = "height"
+    hits = findings(run(dynamic, "8.5"), "dla-limits", "info")
+    assert len(hits) == 1 and "x has dynamic dimensions" in hits[0].message and "10.7" in hits[0].remedy
+    assert findings(run(clean_model(), "8.5"), "dla-limits") == []

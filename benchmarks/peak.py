@@ -1,0 +1,136 @@
+"""What this CPU can do at most, and how much of it each benchmark row uses.
+
+A speed-up over the authors' path says little on its own: the same ratio can be near the
+hardware's limit on one CPU and far from it on another. So the benchmark measures the machine's
+matrix-multiply throughput per precision with short GEMM micro-benchmarks, through the same
+libraries the rows use, and reports each row's share of it:
+
+    fp32  numpy's SGEMM (its BLAS: FMA on AVX2/AVX-512)
+    int8  ONNX Runtime's MatMulInteger, uint8 x int8 -> int32 (MLAS: VNNI, AMX where present)
+    bf16  OpenVINO's MatMul compiled with the BF16 precision hint (AVX-512 BF16 / AMX), when
+          OpenVINO is installed and the CPU has BF16
+
+A GEMM of this size is the best case a convolution can hope for (im2col or direct kernels reach
+less), so a row's share is an upper-bound-honest figure: 50% means within 2x of this CPU.
+Throughput is in G multiply-accumulates per second; a row's work is the content path's MACs,
+counted once per size from the PyTorch model (``content_macs``).
+"""
+import time
+from typing import Callable, Dict, Optional
+
+import numpy as np
+
+GEMM_SIZE = 1024
+# Which measured peak a row is held against, by the precision its convolutions ran in.
+PEAK_FOR_PRECISION = {"fp32": "fp32", "fp16": "fp32", "bf16": "bf16", "int8": "int8"}
+
+
+def _best_seconds(step: Callable[[], object], seconds: float, min_runs: int = 3) -> float:
+    """Fastest single run of ``step`` within about ``seconds`` (after one warm-up)."""
+    step()
+    best = float("inf")
+    runs = 0
+    deadline = time.perf_counter() + seconds
+    while runs < min_runs or time.perf_counter() < deadline:
+        start = time.perf_counter()
+        step()
+        best = min(best, time.perf_counter() - start)
+        runs += 1
+    return best
+
+
+def gemm_fp32(n: int = GEMM_SIZE, seconds: float = 0.5) -> dict:
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((n, n)).astype(np.float32) for _ in range(2))
+    out = np.empty((n, n), np.float32)
+    best = _best_seconds(lambda: np.matmul(a, b, out=out), seconds)
+    return {"gmacs": n ** 3 / best / 1e9, "how": f"numpy SGEMM {n}x{n}x{n}, best run"}
+
+
+def _matmul_integer_model(n: int):
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("MatMulInteger", ["a", "b"], ["c"])], "gemm_int8",
+        [helper.make_tensor_value_info("a", TensorProto.UINT8, [n, n]),
+         helper.make_tensor_value_info("b", TensorProto.INT8, [n, n])],
+        [helper.make_tensor_value_info("c", TensorProto.INT32, [n, n])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)],
+                             ir_version=min(onnx.IR_VERSION, 8))
+
+
+def gemm_int8(n: int = GEMM_SIZE, seconds: float = 0.5, threads: Optional[int] = None) -> dict:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = int(threads)
+    session = ort.InferenceSession(_matmul_integer_model(n).SerializeToString(), options,
+                                   providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    feeds = {"a": rng.integers(0, 256, (n, n), dtype=np.uint8), "b": rng.integers(-128, 128, (n, n), dtype=np.int8)}
+    best = _best_seconds(lambda: session.run(None, feeds), seconds)
+    return {"gmacs": n ** 3 / best / 1e9, "how": f"ONNX Runtime MatMulInteger u8 x s8 {n}x{n}x{n}, best run"}
+
+
+def gemm_bf16(n: int = GEMM_SIZE, seconds: float = 0.5, threads: Optional[int] = None) -> Optional[dict]:
+    """None when OpenVINO is missing or the CPU has no BF16 (then nothing runs in BF16 here)."""
+    try:
+        import openvino as ov
+        import openvino.opset13 as ops
+    except ImportError:
+        return None
+    core = ov.Core()
+    if "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        return None
+    a = ops.parameter([n, n], np.float32, name="a")
+    b = ops.constant(np.random.default_rng(0).standard_normal((n, n)).astype(np.float32))
+    model = ov.Model([ops.matmul(a, b, False, False)], [a], "gemm_bf16")
+    config = {"INFERENCE_PRECISION_HINT": "bf16"}
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = str(int(threads))
+    request = core.compile_model(model, "CPU", config).create_infer_request()
+    feed = {0: np.random.default_rng(1).standard_normal((n, n)).astype(np.float32)}
+    best = _best_seconds(lambda: request.infer(feed), seconds)
+    return {"gmacs": n ** 3 / best / 1e9, "how": f"OpenVINO MatMul, BF16 hint, {n}x{n}x{n}, best run"}
+
+
+def measure_peaks(threads: Optional[int] = None, seconds: float = 0.5) -> Dict[str, dict]:
+    """Measured GEMM throughput per precision (G MAC/s); precisions that cannot run are left out."""
+    peaks = {"fp32": gemm_fp32(seconds=seconds), "int8": gemm_int8(seconds=seconds, threads=threads)}
+    bf16 = gemm_bf16(seconds=seconds, threads=threads)
+    if bf16 is not None:
+        peaks["bf16"] = bf16
+    return peaks
+
+
+def content_macs(model, size, batch: int = 1) -> int:
+    """Multiply-accumulates of the content path (encoder + decoder with cached kernels) at
+    ``size``, counted by PyTorch's FLOP counter on the model this project exports."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    height, width = size
+    style = torch.zeros(1, 3, 256, 256)
+    with torch.inference_mode():
+        kernels = model.style_kernels(style)
+        content = torch.zeros(batch, 3, height, width)
+        with FlopCounterMode(display=False) as counter:
+            model.decode(model.encode_content(content), kernels)
+    return int(counter.get_total_flops() // 2)
+
+
+def peak_share(row: dict, macs: Optional[int], peaks: Dict[str, dict]) -> Optional[dict]:
+    """{"gmacs", "peak", "share"} of a measured row: its content path's throughput (``macs`` for
+    the row's whole batch) against the peak of the precision it ran in (FP32 where that
+    precision has no measured peak). Rows that also encode the style every frame (the reference,
+    --mode full) spend part of their time on it, so their share reads a little low."""
+    if row.get("status") != "ok" or not macs:
+        return None
+    precision = row.get("compute_precision") or row["precision"]
+    key = PEAK_FOR_PRECISION.get(precision, "fp32")
+    if key not in peaks:
+        key = "fp32"
+    achieved = macs / (row["latency"]["median_ms"] / 1000.0) / 1e9
+    return {"gmacs": achieved, "peak": key, "peak_gmacs": peaks[key]["gmacs"], "share": achieved / peaks[key]["gmacs"]}

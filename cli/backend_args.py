@@ -1,0 +1,27 @@
+"""The runtime backends as command-line options: one spelling for stylize, video and check.
+
+``--backend`` chooses what runs an export or engine directory; each backend's own knobs (here
+OpenVINO's compute precision) are named once and turned into the backend's options once.
+"""
+from infusionnet.runtime.backend import BACKENDS
+
+OV_PRECISION_HELP = ("--backend openvino: compute precision: default (OpenVINO's choice: BF16 on CPUs with "
+                     "AMX or AVX-512 BF16, else FP32), fp32, bf16 (default: %(default)s)")
+
+
+def add_backend_argument(parser, default=None, help_text: str = "what runs --model") -> None:
+    """``--backend`` with every runtime backend, and the OpenVINO precision beside it."""
+    from infusionnet.runtime.openvino_backend import PRECISIONS
+
+    parser.add_argument("--backend", choices=BACKENDS, default=default,
+                        help=help_text + (" (default: %(default)s)" if default else ""))
+    parser.add_argument("--ov-precision", choices=PRECISIONS, default="default", help=OV_PRECISION_HELP)
+
+
+def backend_options(args, backend: str) -> dict:
+    """Options for ``make_backends``/``Stylizer`` from the parsed arguments of one command."""
+    if backend == "torch":
+        return {"device": args.device}
+    if backend == "openvino":
+        return {"precision": args.ov_precision}
+    return {}

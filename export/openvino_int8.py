@@ -1,0 +1,98 @@
+"""INT8 for OpenVINO: NNCF post-training quantization of the FP32 graph (``--int8-target openvino``).
+
+NNCF (OpenVINO's compression framework) calibrates on the same feed dicts as ONNX Runtime's
+quantizer (``calibration.RoleFeed``) and places FakeQuantize nodes where OpenVINO's CPU plugin
+runs INT8 kernels (VNNI, AMX). The quantized graph is written as OpenVINO IR (``ROLE.xml`` +
+``ROLE.bin``), not ONNX: NNCF's ONNX backend assumes every Conv weight is a constant and fails on
+AdaConv's predicted kernels, while its OpenVINO backend quantizes the same graph converted with
+``openvino.convert_model``. So these exports run on ``--backend openvino`` only, and the export
+verifies them with OpenVINO (FP32 compute around the INT8 layers, ``export.verify``).
+
+- Convolutions whose weights are computed in the graph (AdaConv's predicted kernels) stay float:
+  their weights cannot be quantized offline (NNCF is told to ignore them).
+- The style graph stays FP32: it runs once per style, not per frame, so quantizing it would only
+  cost accuracy in every kernel the content graph then uses.
+- The encoder's 7x7 stem on the 3-channel image is kept in float too: it sees the raw image,
+  where 8 bits cost the most, for under 4% of the MACs.
+
+nncf is an optional extra (``pip install .[openvino]``), imported when a graph is quantized.
+"""
+import contextlib
+import importlib
+import io
+import logging
+import shutil
+from pathlib import Path
+from typing import Iterable, List, Optional
+
+import onnx
+
+from .simplify import dynamic_weight_convs
+from .trace import ExportError
+
+INSTALL = "pip install nncf openvino (or pip install .[openvino])"
+# Roles whose graphs are quantized; the others are copied as FP32.
+QUANTIZED_ROLES = ("full", "content", "baked")
+
+
+def import_nncf():
+    try:
+        return importlib.import_module("nncf")
+    except ImportError:
+        raise ExportError(f"--int8-target openvino quantizes with NNCF, which is not installed here: {INSTALL}") from None
+
+
+def float_nodes(model: onnx.ModelProto) -> List[str]:
+    """Nodes NNCF must leave in float: dynamic-weight convolutions and the convolution(s) that
+    read the graph's image input directly (the encoder stem)."""
+    names = [node.name for node in dynamic_weight_convs(model)]
+    image_inputs = {value.name for value in model.graph.input if value.name in ("content", "style")}
+    names += [node.name for node in model.graph.node if node.op_type == "Conv" and node.input[0] in image_inputs]
+    return names
+
+
+def quantize_for_openvino(source: Path, directory: Path, role: str, feeds: Iterable[dict],
+                          subset_size: Optional[int] = None) -> Path:
+    """Quantize ``source`` (an FP32 ONNX graph) for OpenVINO into ``directory``: ``ROLE.xml`` (+
+    ``.bin``) for the per-frame graphs, a copy of the ONNX file for the style graph. Returns the
+    written graph's path."""
+    source, directory = Path(source), Path(directory)
+    if role not in QUANTIZED_ROLES:
+        target = directory / source.name
+        shutil.copyfile(str(source), str(target))
+        return target
+    nncf = import_nncf()
+    ov = importlib.import_module("openvino")
+    samples = list(feeds)
+    if not samples:
+        raise ExportError(f"{source.name}: no calibration feeds for NNCF")
+    # OpenVINO keeps ONNX node names; a Conv with a bias becomes "NAME/WithoutBiases" + an Add.
+    names = float_nodes(onnx.load(str(source), load_external_data=False))
+    ignored = nncf.IgnoredScope(names=names + [f"{name}/WithoutBiases" for name in names], validate=False)
+    target = directory / f"{role}.xml"
+    try:
+        model = ov.convert_model(str(source))
+        with _quiet_nncf():
+            quantized = nncf.quantize(model, nncf.Dataset(samples), subset_size=subset_size or len(samples),
+                                      ignored_scope=ignored)
+        ov.save_model(quantized, str(target), compress_to_fp16=False)
+    except Exception as error:  # NNCF and OpenVINO raise many types (RuntimeError, ValidationError, ...)
+        raise ExportError(f"{source.name}: NNCF INT8 quantization failed: {str(error).splitlines()[0]}") from error
+    return target
+
+
+def is_openvino_ir(path) -> bool:
+    return Path(path).suffix == ".xml"
+
+
+@contextlib.contextmanager
+def _quiet_nncf():
+    """NNCF logs INFO lines and progress bars to stdout; keep the export's own output clean."""
+    logger = logging.getLogger("nncf")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        logger.setLevel(level)
