@@ -71,7 +71,7 @@ def test_results_files_table_plots_and_report(tmp_path):
     data = json.loads(paths["json"].read_text())
     assert data["machine"]["cpu_cores"] >= 1 and len(data["rows"]) == 6
     csv_lines = paths["csv"].read_text().splitlines()
-    assert csv_lines[0].split(",")[:3] == ["backend", "precision", "graph"] and len(csv_lines) == 7
+    assert csv_lines[0].split(",")[:4] == ["backend", "precision", "compute_precision", "graph"] and len(csv_lines) == 7
     assert "TensorRT is not installed" in csv_lines[-1]
     plots = report.write_plots(tmp_path, rows)
     assert [p.name for p in plots] == ["latency_vs_resolution.png", "speedup_vs_accuracy.png"]

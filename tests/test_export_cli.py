@@ -56,7 +56,7 @@ def test_int8_split_export_writes_graphs_and_manifest(int8_split):
     assert verification["worst"]["min_range_psnr_db"] >= 25.0
     # INT8 calibration on the samples, dynamic convs left in float.
     assert data["calibration"]["method"] == "minmax" and data["calibration"]["batches"] == 2
-    assert data["calibration"]["float_dynamic_convs"] == {"style": 0, "content": 12}
+    assert data["calibration"]["float_dynamic_convs"] == {"style": 0, "content": 6}  # one folded conv per AdaConv
     # The TensorRT summary (from export.trt_compat) for each version.
     trt = data["trt_compat"]
     if trt.get("available"):
