@@ -110,8 +110,8 @@ def test_model_directory_errors(tmp_path, split):
         Stylizer(tmp_path)
     with pytest.raises(BackendError, match="build engines first with `infusionnet export trt"):
         Stylizer(split, backend="tensorrt")
-    with pytest.raises(BackendError, match="unknown backend 'openvino'"):
-        Stylizer(split, backend="openvino")
+    with pytest.raises(BackendError, match="unknown backend 'coreml'"):
+        Stylizer(split, backend="coreml")
     broken = tmp_path / "broken"
     shutil.copytree(split, broken)
     (broken / "content.onnx").unlink()
