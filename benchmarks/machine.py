@@ -3,8 +3,9 @@ import os
 import platform
 import re
 import subprocess
-from importlib import metadata
 from typing import Dict, List, Optional
+
+from infusionnet.runtime.environment import installed_distributions
 
 LIBRARIES = ("torch", "onnx", "onnxruntime", "onnxruntime-gpu", "tensorrt", "opencv-python-headless",
              "numpy", "pycuda", "polygraphy", "openvino", "nncf")
@@ -65,13 +66,7 @@ def gpu_description() -> Optional[Dict[str, str]]:
 
 
 def library_versions() -> Dict[str, str]:
-    versions = {}
-    for name in LIBRARIES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions
+    return installed_distributions(LIBRARIES)
 
 
 def describe_machine() -> dict:

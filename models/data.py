@@ -158,7 +158,7 @@ class PairStream(Dataset):
         return self._permutations[key]
 
     def _image(self, kind: int, draw: int, skipped: List[str]) -> torch.Tensor:
-        from infusionnet.runtime.images import normalize, read_image
+        from infusionnet.runtime.images import normalize
         files = self.files[kind]
         epoch, position = divmod(draw, len(files))
         order = self.permutation(kind, epoch)

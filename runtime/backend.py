@@ -129,6 +129,14 @@ class Backend(object):
     def output_names(self) -> List[str]:
         return [spec.name for spec in self.outputs]
 
+    def _check_graph_names(self, path, graph_inputs, graph_outputs) -> None:
+        """The manifest and the graph file must agree on tensor names: fail at open, not mid-run."""
+        missing = [n for n in self.input_names if n not in set(graph_inputs)] + \
+                  [n for n in self.output_names if n not in set(graph_outputs)]
+        if missing:
+            raise BackendError(f"{path} has no tensor {', '.join(map(repr, missing))} that its manifest "
+                               "lists: the file does not belong to this manifest (re-export)")
+
     def profile(self) -> Optional[Mapping[str, ShapeRange]]:
         """Shape limits beyond the graph's own (TensorRT profiles); None when any size goes."""
         return None

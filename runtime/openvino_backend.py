@@ -100,21 +100,12 @@ class OpenVinoBackend(Backend):
         except RuntimeError as error:  # OpenVINO raises RuntimeError subclasses with multi-line text
             lines = [line for line in str(error).strip().splitlines() if line.strip()]
             raise BackendError(f"OpenVINO cannot load {self.path}: {lines[-1] if lines else error}") from None
-        self._check_names()
+        self._check_graph_names(self.path, [n for port in self._compiled.inputs for n in port.get_names()],
+                                [n for port in self._compiled.outputs for n in port.get_names()])
         self.inference_precision = precision_name(self._compiled.get_property("INFERENCE_PRECISION_HINT"))
         self.graph_precision = "int8" if _is_quantized(model) else "fp32"
         self._request = self._compiled.create_infer_request()
         self._ov = ov
-
-    def _check_names(self) -> None:
-        """The manifest and the graph must agree on tensor names: fail here, not mid-run."""
-        graph_inputs = {name for port in self._compiled.inputs for name in port.get_names()}
-        graph_outputs = {name for port in self._compiled.outputs for name in port.get_names()}
-        missing = [n for n in self.input_names if n not in graph_inputs] + \
-                  [n for n in self.output_names if n not in graph_outputs]
-        if missing:
-            raise BackendError(f"{self.path} has no tensor {', '.join(map(repr, missing))} that its manifest "
-                               "lists: the file does not belong to this manifest (re-export)")
 
     def _close(self) -> None:
         self._request = None

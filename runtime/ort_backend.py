@@ -96,20 +96,11 @@ class OnnxRuntimeBackend(Backend):
         if self.requested != "auto" and self.provider != PROVIDER_NAMES[self.requested]:
             raise BackendError(f"ONNX Runtime could not start {PROVIDER_NAMES[self.requested]} for {self.path} "
                                f"(it fell back to {self.provider}: are the CUDA/TensorRT libraries installed?)")
-        self._check_names()
+        self._check_graph_names(self.path, [i.name for i in self.session.get_inputs()],
+                                [o.name for o in self.session.get_outputs()])
         self.device = "cuda" if self.provider in GPU_PROVIDERS else "cpu"
         self._binding = self.session.io_binding()
         self._ort = ort
-
-    def _check_names(self) -> None:
-        """The manifest and the ONNX file must agree on tensor names: fail here, not mid-run."""
-        graph_inputs = {i.name for i in self.session.get_inputs()}
-        graph_outputs = {o.name for o in self.session.get_outputs()}
-        missing = [n for n in self.input_names if n not in graph_inputs] + \
-                  [n for n in self.output_names if n not in graph_outputs]
-        if missing:
-            raise BackendError(f"{self.path} has no tensor {', '.join(map(repr, missing))} that its manifest "
-                               "lists: the file does not belong to this manifest (re-export)")
 
     def _close(self) -> None:
         self._binding = None
