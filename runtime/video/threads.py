@@ -11,8 +11,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .errors import one_line
-from .frames import (STOP_DROPPED, STOP_END, STOP_ERROR, STOP_LIMIT, EndOfStream, Frame,
-                     FrameQueue)
+from .frames import STOP_DROPPED, STOP_END, STOP_ERROR, STOP_LIMIT, EndOfStream, Frame, FrameQueue
 from .styles import Controls
 
 
