@@ -22,6 +22,7 @@ import numpy as np
 from infusionnet.runtime.errors import InfusionNetError
 from infusionnet.runtime.fileio import atomic_path
 from infusionnet.runtime.images import denormalize
+from infusionnet.runtime.manifest import FRAME_ROLES
 from infusionnet.runtime.metrics import PSNR_CAP, psnr
 from infusionnet.runtime.model_choice import untrained_seed
 
@@ -258,7 +259,7 @@ def run_check(model_dir, backend: str = "onnxruntime", checkpoint=None, sizes: O
         extra = {"baked_style": baked_style(manifest)} if role == "baked" else {}
         references[role] = TorchBackend.from_graph(graph, model, device=reference_device, **extra)
     profile_hw = None
-    frames_role = {"split": "content", "full": "full", "baked": "baked"}[manifest.graph_kind]
+    frames_role = FRAME_ROLES[manifest.graph_kind]
     limits = candidates[frames_role].profile()
     if limits and manifest.dynamic_size:
         shapes = limits["content"]

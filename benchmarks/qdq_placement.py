@@ -26,6 +26,7 @@ from infusionnet.export.pipeline import (ExportConfig, apply_precision, bake_ker
 from infusionnet.export.precision import QDQ_PLACEMENTS
 from infusionnet.export.trt_compat import check_model
 from infusionnet.export.verify import TorchReference, verify
+from infusionnet.runtime.manifest import GRAPH_KINDS
 
 
 def qdq_layout(model: onnx.ModelProto) -> Dict[str, int]:
@@ -75,7 +76,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m infusionnet.benchmarks.qdq_placement",
                                      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", help="checkpoint (default: the export's default, untrained seed 0)")
-    parser.add_argument("--graph", choices=("split", "full", "baked"), default="split")
+    parser.add_argument("--graph", choices=tuple(GRAPH_KINDS), default="split")
     parser.add_argument("--size", type=int, default=256, help="square content size (default: %(default)s)")
     parser.add_argument("--style-size", type=int, default=256)
     parser.add_argument("--style-image", help="style image for --graph baked (default: the first sample texture)")

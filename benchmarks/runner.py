@@ -24,17 +24,17 @@ from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
+from infusionnet.runtime.backend import BACKENDS
 from infusionnet.runtime.errors import InfusionNetError
+from infusionnet.runtime.manifest import PRECISIONS
 from infusionnet.runtime.metrics import psnr
 from infusionnet.runtime.model_choice import describe
+from infusionnet.runtime.sizes import Size, split_list
 
 from . import memory
 from .timing import StageTimer, latency_stats, measure
 
-BACKENDS = ("torch", "onnxruntime", "tensorrt", "openvino")
-PRECISIONS = ("fp32", "fp16", "int8")
 MODES = ("cached-style", "full")
-NAMED_SIZES = {"720p": (720, 1280), "1080p": (1080, 1920), "480p": (480, 640)}
 CONTENT_SAMPLE, STYLE_SAMPLE = "astronaut", "hubble_deep_field"
 
 
@@ -45,8 +45,8 @@ class BenchError(InfusionNetError):
 @dataclass
 class BenchConfig:
     backends: Sequence[str] = ("torch", "onnxruntime", "tensorrt")
-    precisions: Sequence[str] = ("fp32", "fp16", "int8")
-    sizes: Sequence[Tuple[int, int]] = ((256, 256), (512, 512))
+    precisions: Sequence[str] = PRECISIONS
+    sizes: Sequence[Tuple[int, int]] = (Size(256, 256), Size(512, 512))
     mode: str = "cached-style"
     batch: int = 1
     warmup: int = 3
@@ -68,29 +68,9 @@ class BenchConfig:
                 "content_sample": CONTENT_SAMPLE, "style_sample": STYLE_SAMPLE, "torch_flush_denormal": True}
 
 
-def parse_sizes(text: str) -> List[Tuple[int, int]]:
-    """"256,512,720p,384x640" -> [(256, 256), (512, 512), (720, 1280), (384, 640)]."""
-    sizes = []
-    for item in (part.strip().lower() for part in text.split(",") if part.strip()):
-        if item in NAMED_SIZES:
-            sizes.append(NAMED_SIZES[item])
-            continue
-        try:
-            dims = tuple(int(v) for v in item.split("x"))
-        except ValueError:
-            raise BenchError(f"bad size {item!r}: use N, HxW or one of {', '.join(NAMED_SIZES)}") from None
-        if len(dims) == 1:
-            dims = dims * 2
-        if len(dims) != 2 or min(dims) < 16 or any(d % 8 for d in dims):
-            raise BenchError(f"bad size {item!r}: height and width must be multiples of 8 and at least 16")
-        sizes.append(dims)
-    if not sizes:
-        raise BenchError("no sizes given")
-    return sizes
-
-
-def parse_list(text: str, allowed: Sequence[str], what: str) -> List[str]:
-    items = [part.strip() for part in text.split(",") if part.strip()]
+def parse_list(values, allowed: Sequence[str], what: str) -> List[str]:
+    """Names separated by commas, spaces or both (one string, or several: argparse's nargs="+")."""
+    items = split_list(values)
     unknown = [item for item in items if item not in allowed]
     if unknown or not items:
         raise BenchError(f"unknown {what} {', '.join(unknown) or '(none)'}: choose from {', '.join(allowed)}")
@@ -98,7 +78,7 @@ def parse_list(text: str, allowed: Sequence[str], what: str) -> List[str]:
 
 
 def size_label(size: Tuple[int, int]) -> str:
-    return f"{size[0]}x{size[1]}"
+    return str(Size(*size))
 
 
 # -- inputs and the PyTorch reference -----------------------------------------------------------
@@ -110,8 +90,8 @@ class Inputs:
         import torch
         from infusionnet.runtime import images, samples
 
-        content = images.parse_resize(f"{size[0]}x{size[1]}").apply(samples.load_sample(CONTENT_SAMPLE))
-        style = images.parse_resize(f"square:{style_size}").apply(samples.load_sample(STYLE_SAMPLE))
+        content = images.Resize.exact(size).apply(samples.load_sample(CONTENT_SAMPLE))
+        style = images.Resize.square(style_size).apply(samples.load_sample(STYLE_SAMPLE))
         self.frames = np.repeat(content[None], batch, axis=0)           # uint8 NHWC, what a camera gives
         self.style = np.ascontiguousarray(images.normalize(np.repeat(style[None], batch, axis=0)))
         with torch.inference_mode():
@@ -387,6 +367,7 @@ def run_benchmark(config: BenchConfig, progress: Optional[Callable[[str], None]]
 
     from infusionnet.models import validate_style_size
     from infusionnet.models.default_model import resolve_network
+    from infusionnet.models.device import torch_device
 
     from .peak import content_macs
 
@@ -400,8 +381,7 @@ def run_benchmark(config: BenchConfig, progress: Optional[Callable[[str], None]]
     torch.set_flush_denormal(True)
     model = resolve_network(config.checkpoint, config.variant)[0]
     validate_style_size(model.variant, config.style_size)
-    if config.device == "cuda" and not torch.cuda.is_available():
-        raise BenchError("--device cuda asked for, but PyTorch sees no CUDA GPU")
+    torch_device(config.device, BenchError)
     trt_reason = tensorrt_unavailable() if "tensorrt" in config.backends else None
     context = {"model": model, "trt_reason": trt_reason,
                "ort_options": {"intra_op_threads": config.threads} if config.threads else {}}

@@ -11,11 +11,11 @@ OV_PRECISION_HELP = ("--backend openvino: compute precision: default (OpenVINO's
 
 def add_backend_argument(parser, default=None, help_text: str = "what runs --model") -> None:
     """``--backend`` with every runtime backend, and the OpenVINO precision beside it."""
-    from infusionnet.runtime.openvino_backend import PRECISIONS
+    from infusionnet.runtime.openvino_backend import OV_PRECISIONS
 
     parser.add_argument("--backend", choices=BACKENDS, default=default,
                         help=help_text + (" (default: %(default)s)" if default else ""))
-    parser.add_argument("--ov-precision", choices=PRECISIONS, default="default", help=OV_PRECISION_HELP)
+    parser.add_argument("--ov-precision", choices=OV_PRECISIONS, default="default", help=OV_PRECISION_HELP)
 
 
 def backend_options(args, backend: str) -> dict:

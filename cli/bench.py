@@ -4,7 +4,9 @@ import shlex
 import sys
 from pathlib import Path
 
-from infusionnet.runtime.model_choice import CHECKPOINT_HELP
+from infusionnet.runtime.sizes import parse_content_sizes
+
+from .options import SIZES_HELP, add_model_arguments
 
 DESCRIPTION = """\
 Benchmark latency, throughput, memory and accuracy across backends, precisions and resolutions.
@@ -41,10 +43,12 @@ examples:
 def register(subparsers) -> None:
     parser = subparsers.add_parser("bench", help="benchmark backends x precisions x sizes", description=DESCRIPTION,
                                    epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--backends", default="torch,onnxruntime,tensorrt,openvino",
-                        help="comma list of torch, onnxruntime, tensorrt, openvino (default: %(default)s)")
-    parser.add_argument("--precisions", default="fp32,fp16,int8", help="comma list (default: %(default)s)")
-    parser.add_argument("--sizes", default="256,512", help="content sizes: N, HxW, 480p, 720p, 1080p (default: %(default)s)")
+    parser.add_argument("--backends", nargs="+", default="torch,onnxruntime,tensorrt,openvino", metavar="NAME",
+                        help="torch, onnxruntime, tensorrt, openvino; comma or space separated (default: %(default)s)")
+    parser.add_argument("--precisions", nargs="+", default="fp32,fp16,int8", metavar="NAME",
+                        help="fp32, fp16, int8; comma or space separated (default: %(default)s)")
+    parser.add_argument("--sizes", nargs="+", default="256,512", metavar="SIZE",
+                        help=SIZES_HELP + " (default: %(default)s)")
     from infusionnet.benchmarks.runner import MODES
     parser.add_argument("--mode", choices=MODES, default="cached-style", help="see below")
     parser.add_argument("--batch", type=int, default=1, help="frames per run (default: %(default)s)")
@@ -60,8 +64,7 @@ def register(subparsers) -> None:
     parser.add_argument("--threads", type=int, help="CPU threads for torch and ONNX Runtime (default: library default)")
     parser.add_argument("--style-size", type=int, default=256, help="style image size (default: %(default)s)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="device of the torch rows")
-    parser.add_argument("--checkpoint", help=CHECKPOINT_HELP)
-    parser.add_argument("--variant", choices=("infusionnet", "aesfa"))
+    add_model_arguments(parser, seed=False)
     parser.add_argument("--no-reference", action="store_true", help="skip the reference rows (no speed-ups)")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots (no matplotlib needed)")
     parser.add_argument("--compare", metavar="OLD_JSON", help="print the difference against an earlier results.json")
@@ -89,8 +92,8 @@ def run(args) -> int:
     config = runner.BenchConfig(
         backends=runner.parse_list(args.backends, runner.BACKENDS, "backend"),
         precisions=runner.parse_list(args.precisions, runner.PRECISIONS, "precision"),
-        sizes=runner.parse_sizes(args.sizes), mode=args.mode, batch=args.batch, warmup=args.warmup,
-        iterations=args.iters, seconds=None if args.iters else args.seconds, threads=args.threads,
+        sizes=parse_content_sizes(args.sizes, "--sizes", runner.BenchError), mode=args.mode, batch=args.batch,
+        warmup=args.warmup, iterations=args.iters, seconds=None if args.iters else args.seconds, threads=args.threads,
         checkpoint=args.checkpoint, variant=args.variant, style_size=args.style_size, device=args.device,
         reference=not args.no_reference, rounds=args.rounds,
         workdir=str(Path(args.output) / "exports") if args.keep_exports else None)

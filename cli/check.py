@@ -5,6 +5,7 @@ from pathlib import Path
 from infusionnet.runtime.errors import InfusionNetError
 
 from .backend_args import add_backend_argument
+from .options import SIZES_HELP
 
 DESCRIPTION = """\
 Run an exported form and the PyTorch FP32 model it came from on the same inputs, and compare.
@@ -50,7 +51,7 @@ def register(subparsers) -> None:
     parser.add_argument("model_dir", metavar="MODEL_DIR", help="an ONNX export or TensorRT engine directory")
     add_backend_argument(parser, default="onnxruntime", help_text="what runs MODEL_DIR")
     parser.add_argument("--checkpoint", metavar="CKPT", help="the checkpoint the export came from (trained exports)")
-    parser.add_argument("--sizes", nargs="+", metavar="HxW", help="content sizes to check (dynamic graphs)")
+    parser.add_argument("--sizes", nargs="+", metavar="SIZE", help=SIZES_HELP + "; to check (dynamic graphs)")
     parser.add_argument("--samples", type=int, default=1, metavar="N",
                         help="batches of sample photos x textures per size (default: %(default)s)")
     parser.add_argument("--floors", metavar="FILE", help="JSON of floors per precision, overriding the defaults")
@@ -105,7 +106,7 @@ def json_path(args) -> Path:
 
 
 def run(args) -> int:
-    from infusionnet.runtime.trt_plan import parse_hw
+    from infusionnet.runtime.sizes import parse_content_sizes
 
     if args.samples < 0:
         raise InfusionNetError(f"--samples must be 0 or more, not {args.samples}")
@@ -114,7 +115,7 @@ def run(args) -> int:
     if not Path(args.model_dir).is_dir():
         raise InfusionNetError(f"{args.model_dir} is not a directory (give an ONNX export or TensorRT engine directory)")
     _require_torch(args.backend)
-    sizes = [parse_hw(text, "--sizes") for text in args.sizes] if args.sizes else None
+    sizes = parse_content_sizes(args.sizes, "--sizes") if args.sizes else None
     overrides = {key: value for key, value in (("max_abs", args.max_abs), ("min_psnr_db", args.min_psnr),
                                                ("min_ssim", args.min_ssim)) if value is not None}
 

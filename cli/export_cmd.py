@@ -3,7 +3,10 @@ import argparse
 
 from infusionnet.export.calibration import CALIBRATION_METHODS, DEFAULT_CALIBRATION_METHOD
 from infusionnet.runtime.errors import InfusionNetError
-from infusionnet.runtime.model_choice import CHECKPOINT_HELP
+from infusionnet.runtime.manifest import GRAPH_KINDS, PRECISIONS
+from infusionnet.runtime.sizes import CONTENT_SIZE_HELP, parse_size
+
+from .options import add_model_arguments
 
 DESCRIPTION = """\
 Export the network to ONNX and check exported graphs for TensorRT.
@@ -91,22 +94,19 @@ def _register_onnx(commands) -> None:
                             description=ONNX_DESCRIPTION, epilog=ONNX_EPILOG,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory (graphs + manifest.json)")
-    p.add_argument("--checkpoint", metavar="CKPT", help=CHECKPOINT_HELP)
-    p.add_argument("--variant", choices=("infusionnet", "aesfa"),
-                   help="network variant (detected from the checkpoint; infusionnet without one)")
-    p.add_argument("--seed", type=int, default=0, help="seed of --checkpoint untrained (default: %(default)s)")
-    p.add_argument("--graph", choices=("full", "split", "baked"), default="split",
+    add_model_arguments(p)
+    p.add_argument("--graph", choices=tuple(GRAPH_KINDS), default="split",
                    help="which graphs to write (default: %(default)s)")
     p.add_argument("--batch", type=int, default=1, metavar="B", help="batch size, fixed in the graphs (default: 1)")
-    p.add_argument("--content-size", default="256x256", metavar="HxW",
-                   help="content height x width, multiples of 8, >= 16 (with --dynamic-size: the size "
-                        "used for tracing and verification) (default: %(default)s)")
+    p.add_argument("--content-size", default="256x256", metavar="SIZE",
+                   help=f"content size: {CONTENT_SIZE_HELP} (with --dynamic-size: the size used for tracing "
+                        "and verification) (default: %(default)s)")
     p.add_argument("--style-size", type=int, default=256, metavar="S",
                    help="square style size: infusionnet multiples of 32 (>= 96), aesfa multiples of 8 "
                         "(>= 24) (default: %(default)s)")
     p.add_argument("--style-image", metavar="IMG", help="style image for --graph baked: a path or sample:NAME")
     p.add_argument("--dynamic-size", action="store_true", help="symbolic content height and width")
-    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32",
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="fp16: FP16 compute with FP32 I/O and normalization; int8: QDQ (default: %(default)s)")
     p.add_argument("--int8-target", choices=("tensorrt", "cpu", "openvino"), default=None,
                    help="what the INT8 graph is laid out for: tensorrt (explicit Q/DQ, also runs on ONNX "
@@ -140,16 +140,6 @@ def _register_check(commands) -> None:
     p.set_defaults(func=run_check)
 
 
-def parse_content_size(text: str):
-    """'HxW' or 'N' (square) -> (H, W); InfusionNetError otherwise."""
-    parts = str(text).lower().replace(" ", "").split("x")
-    if len(parts) == 1:
-        parts = parts * 2
-    if len(parts) != 2 or not all(p.isdigit() for p in parts):
-        raise InfusionNetError(f"--content-size {text!r}: expected HxW (e.g. 256x256) or one number")
-    return int(parts[0]), int(parts[1])
-
-
 def config_from_args(args):
     """The pipeline's ExportConfig from parsed arguments (validation happens in the pipeline)."""
     from pathlib import Path
@@ -157,9 +147,12 @@ def config_from_args(args):
     from infusionnet.export.pipeline import ExportConfig
     from infusionnet.export.verify import Tolerances
 
+    # The multiples of 8 are checked with the rest of the config, by the pipeline (the same rule
+    # for configs built in code).
+    content_size = parse_size(args.content_size, "--content-size", named=True)
     return ExportConfig(
         output=Path(args.output), graph=args.graph, checkpoint=args.checkpoint, variant=args.variant,
-        seed=args.seed, batch=args.batch, content_size=parse_content_size(args.content_size),
+        seed=args.seed, batch=args.batch, content_size=content_size,
         style_size=args.style_size, style_image=args.style_image, dynamic_size=args.dynamic_size,
         precision=args.precision, calibration=args.calibration, calibration_method=args.calibration_method,
         int8_target=args.int8_target,

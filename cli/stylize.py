@@ -5,9 +5,10 @@ from pathlib import Path
 
 from infusionnet.runtime.errors import InfusionNetError
 from infusionnet.runtime.limits import MAX_WORK_PIXELS
-from infusionnet.runtime.model_choice import CHECKPOINT_HELP, DEFAULT_MODEL_SUMMARY
+from infusionnet.runtime.model_choice import DEFAULT_MODEL_SUMMARY
 
 from .backend_args import add_backend_argument, backend_options
+from .options import add_model_arguments, add_renamed_argument
 
 DEFAULT_STYLE = "sample:hubble_deep_field"
 DEFAULT_STYLE_SIZE = 256
@@ -22,14 +23,14 @@ Every content image is stylized with every style image; each style is encoded on
 named CONTENT__STYLE.png in --output (CONTENT__STYLE+STYLE_LOW.png with --style-low), written
 atomically. Images may be paths, folders (content only) or built-in samples (sample:NAME).
 
-A bad input (unreadable, over --max-pixels after --size, a NaN output) is reported by name and
+A bad input (unreadable, over --max-pixels after --resize, a NaN output) is reported by name and
 skipped; the others are still written, and the exit status is 2 if any failed (--fail-fast
 stops at the first). A static-size export letterboxes other sizes and says so.
 
 Without --checkpoint, """ + DEFAULT_MODEL_SUMMARY + ".\n"
 
 EPILOG = """\
-size specs (--size):
+resize policies (--resize; --size is its old spelling):
   keep        keep the image size (padded to a multiple of 8 and cropped back)
   512         shorter side to 512 pixels, aspect kept (default)
   384x512     exactly HxW
@@ -58,7 +59,8 @@ def register(subparsers) -> None:
                         help="style mixing: take the low-frequency style code from this image")
     parser.add_argument("-o", "--output", default="outputs/stylized", metavar="DIR",
                         help="output folder (default: %(default)s)")
-    parser.add_argument("--size", default="512", metavar="SPEC", help="content resize policy (see below)")
+    add_renamed_argument(parser, "--resize", "--size", default="512", metavar="SPEC",
+                         help="content resize policy (see below)")
     parser.add_argument("--fit", choices=("pad", "resize"), default="pad",
                         help="make sizes multiples of 8 by reflect padding (cropped off the output) "
                              "or by resizing (default: %(default)s)")
@@ -66,7 +68,7 @@ def register(subparsers) -> None:
                         help=f"style images are resized and centre-cropped to SxS (default: {DEFAULT_STYLE_SIZE}; "
                              "with --model the export's style size)")
     parser.add_argument("--max-pixels", type=int, default=MAX_WORK_PIXELS, metavar="N",
-                        help="refuse content images larger than N pixels after --size, before any network runs "
+                        help="refuse content images larger than N pixels after --resize, before any network runs "
                              "(memory grows with pixels; default: %(default)s, for an 8 GB machine)")
     parser.add_argument("--fail-fast", action="store_true",
                         help="stop at the first bad input (default: report it, go on, exit 2 at the end)")
@@ -76,10 +78,7 @@ def register(subparsers) -> None:
     parser.add_argument("--sheet", action="store_true",
                         help="also write sheet.png: the styles across the top, a row per content image with "
                              "its results (one picture of the whole run)")
-    parser.add_argument("--checkpoint", metavar="CKPT", help=CHECKPOINT_HELP)
-    parser.add_argument("--variant", choices=("infusionnet", "aesfa"),
-                        help="network variant (detected from the checkpoint; default infusionnet without one)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of --checkpoint untrained")
+    add_model_arguments(parser)
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="torch device")
     parser.add_argument("--model", metavar="DIR",
                         help="an ONNX export (manifest.json) or TensorRT engine directory (engines.json) to run "
@@ -93,7 +92,7 @@ def run(args) -> int:
     from infusionnet.runtime.fileio import check_output_location
 
     # Validate everything cheap before loading a network.
-    resize = images.parse_resize(args.size)
+    resize = images.parse_resize(args.resize)
     if args.max_pixels < 1:
         raise InfusionNetError(f"--max-pixels must be at least 1, not {args.max_pixels}")
     content_paths = _content_paths(args.content, samples, images)
@@ -146,14 +145,15 @@ def _run_torch(args, resize, content_paths, style_paths, style_low_path, inputs)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from infusionnet.models import validate_style_size
+    from infusionnet.models.device import torch_device
     from infusionnet.runtime import images
 
     model = _load_model(args)
     style_size = args.style_size or DEFAULT_STYLE_SIZE
     validate_style_size(model.variant, style_size)
-    device = _device(args.device, torch)
+    device = torch_device(args.device)
     model.to(device)
-    style_resize = images.parse_resize(f"square:{style_size}")
+    style_resize = images.Resize.square(style_size)
     output = Path(args.output)
 
     def load_style(path):
@@ -303,13 +303,6 @@ def _content_paths(args_content, samples, images):
 def _load_model(args):
     from infusionnet.models.default_model import resolve_network
     return resolve_network(args.checkpoint, args.variant, args.seed)[0]
-
-
-def _device(name: str, torch):
-    if name == "cuda" and not torch.cuda.is_available():
-        raise InfusionNetError("--device cuda asked for, but PyTorch sees no CUDA GPU on this machine "
-                               "(use --device cpu, or install a CUDA build of torch)")
-    return torch.device(name)
 
 
 def _output_stem(content: Path, style: Path, style_low) -> str:

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 from infusionnet.runtime.errors import InfusionNetError
+from infusionnet.runtime.model_choice import VARIANT_NAMES
 
 DESCRIPTION = """\
 Train InfusionNet or AesFA as the authors do: content + EFDM style loss through a frozen VGG-19
@@ -81,7 +82,7 @@ def register(subparsers) -> None:
                       help=f"data loading processes per training process (default {defaults.workers})")
 
     model = parser.add_argument_group("model and loss")
-    model.add_argument("--variant", choices=("infusionnet", "aesfa"), default=S,
+    model.add_argument("--variant", choices=VARIANT_NAMES, default=S,
                        help=f"network to train (default {defaults.variant})")
     model.add_argument("--vgg", metavar="PTH|hed", default=S,
                        help="the loss network: AdaIN's vgg_normalised.pth (VGG-19, read with weights_only), "

@@ -5,6 +5,9 @@ calls it); ``run(args)`` builds. Nothing here imports TensorRT until ``run``.
 """
 import argparse
 
+from infusionnet.runtime.manifest import PRECISIONS
+from infusionnet.runtime.sizes import CONTENT_SIZE_HELP
+
 DESCRIPTION = """\
 Build one TensorRT engine per graph of an ONNX export directory (full, split or baked), with a
 sidecar JSON beside each (TensorRT version, GPU, precision, tensors, profiles, ONNX sha256) and
@@ -42,7 +45,7 @@ def add_parser(commands) -> argparse.ArgumentParser:
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--onnx", required=True, metavar="DIR", help="ONNX export directory (with manifest.json)")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="engine directory to write")
-    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp16",
+    p.add_argument("--precision", choices=PRECISIONS, default="fp16",
                    help="engine precision (default: %(default)s)")
     p.add_argument("--int8-mode", choices=("explicit", "implicit"), default="explicit",
                    help="INT8 from QDQ graphs, or calibrated here (TensorRT 8.x) (default: %(default)s)")
@@ -52,9 +55,9 @@ def add_parser(commands) -> argparse.ArgumentParser:
     p.add_argument("--calibration-cache", metavar="FILE",
                    help="implicit INT8: reuse (or write) this calibration cache for reproducible rebuilds")
     p.add_argument("--workspace", type=int, metavar="MB", help="builder workspace limit in MB")
-    p.add_argument("--min", metavar="HxW", help="smallest content size (dynamic exports)")
-    p.add_argument("--opt", metavar="HxW", help="size to optimize for (dynamic exports; default: export size)")
-    p.add_argument("--max", metavar="HxW", help="largest content size (dynamic exports)")
+    p.add_argument("--min", metavar="SIZE", help="smallest content size (dynamic exports): " + CONTENT_SIZE_HELP)
+    p.add_argument("--opt", metavar="SIZE", help="size to optimize for (dynamic exports; default: export size)")
+    p.add_argument("--max", metavar="SIZE", help="largest content size (dynamic exports)")
     p.add_argument("--timing-cache", metavar="FILE", help="read and update this timing cache (faster rebuilds)")
     p.add_argument("--dla-core", type=int, metavar="N", help="run on DLA core N with GPU fallback (Jetson Orin)")
     p.add_argument("--opt-level", type=int, metavar="N",
@@ -67,10 +70,11 @@ def add_parser(commands) -> argparse.ArgumentParser:
 
 def options_from_args(args):
     from infusionnet.export.trt_build import BuildOptions
-    from infusionnet.runtime.trt_plan import parse_hw
+    from infusionnet.runtime.sizes import parse_content_size
+    from infusionnet.runtime.trt_plan import PlanError
 
     def hw(text, flag):
-        return parse_hw(text, flag) if text else None
+        return parse_content_size(text, flag, PlanError) if text else None
 
     return BuildOptions(precision=args.precision, int8_mode=args.int8_mode, calibration=args.calibration,
                         calibration_batches=args.calibration_batches, calibration_cache=args.calibration_cache,

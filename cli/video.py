@@ -10,6 +10,7 @@ from infusionnet.runtime.limits import MAX_WORK_PIXELS
 from infusionnet.runtime.model_choice import CHECKPOINT_HELP, describe
 
 from .backend_args import add_backend_argument, backend_options
+from .options import add_model_arguments, add_renamed_argument
 
 DEFAULT_STYLE = "sample:hubble_deep_field"
 
@@ -20,7 +21,7 @@ Files are processed losslessly, every frame in order; live sources (cameras, str
 pipelines, Jetson CSI cameras) drop stale frames so what you see is always the newest frame.
 The style is encoded once; with --display the keys n/p switch to the next/previous image of the
 --style folder and q or Esc quits. The output video keeps the source's frame rate and size (or
---size), is written to a temporary file and renamed into place when the run ends for any
+--frame-size), is written to a temporary file and renamed into place when the run ends for any
 reason (end of stream, Ctrl-C, a source that drops or stalls), so it is always playable. The
 input's audio is copied when ffmpeg is on PATH (said plainly when it is not).
 
@@ -36,15 +37,15 @@ sources (--input):
   rtsp://user:pw@cam/1    a network stream (rtsp, rtmp, http(s), udp, srt) through FFmpeg
   "v4l2src ! ... ! appsink"  a GStreamer pipeline (any string containing '!')
   csi:0                   Jetson CSI camera: builds the nvarguscamerasrc pipeline
-                          (--capture-size/--capture-fps pick the sensor mode, --size scales in hardware)
+                          (--capture-size/--capture-fps pick the sensor mode, --frame-size scales in hardware)
 
 examples:
   infusionnet video --checkpoint main.pth --style art.jpg --input clip.mp4 -o styled.mp4
   infusionnet video --model export/ --backend tensorrt --style styles/ --input csi:0 --display --overlay
-  infusionnet video --checkpoint main.pth --style art.jpg --input 0 --size 256x448 --display
+  infusionnet video --checkpoint main.pth --style art.jpg --input 0 --frame-size 256x448 --display
   infusionnet video --model export/ --backend onnxruntime --style art.jpg --input rtsp://cam/1 \\
       -o record.mp4 --stall-timeout 5 --max-fps 10
-  infusionnet video --benchmark --size 256x256           # end-to-end FPS vs the bare model
+  infusionnet video --benchmark --frame-size 256x256     # end-to-end FPS vs the bare model
 """
 
 
@@ -56,10 +57,7 @@ def register(subparsers) -> None:
     model.add_argument("--model", metavar="DIR",
                        help="an export or engine directory, run by the runtime Stylizer (torch-free)")
     add_backend_argument(model, default="onnxruntime", help_text="backend for --model")
-    model.add_argument("--checkpoint", metavar="CKPT",
-                       help="without --model: run this checkpoint in PyTorch; " + CHECKPOINT_HELP)
-    model.add_argument("--variant", choices=("infusionnet", "aesfa"), help="network variant for --checkpoint")
-    model.add_argument("--seed", type=int, default=0, help="seed of --checkpoint untrained")
+    add_model_arguments(model, checkpoint_help="without --model: run this checkpoint in PyTorch; " + CHECKPOINT_HELP)
     model.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="torch device (PyTorch path)")
     model.add_argument("--style-size", type=int, default=256, metavar="S",
                        help="PyTorch path: styles are centre-cropped to SxS (default: %(default)s)")
@@ -71,7 +69,8 @@ def register(subparsers) -> None:
     io.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     io.add_argument("--display", action="store_true", help="show frames in a window (needs OpenCV with GUI)")
     io.add_argument("--overlay", action="store_true", help="draw FPS, latency and the style name on the frames")
-    io.add_argument("--size", metavar="HxW", help="stylize (and write) frames at this size (default: source size)")
+    add_renamed_argument(io, "--frame-size", "--size", metavar="HxW",
+                         help="stylize (and write) frames at this size (default: source size)")
     io.add_argument("--max-pixels", type=int, default=MAX_WORK_PIXELS, metavar="N",
                     help="refuse frames larger than N pixels, before any network runs where the size is known "
                          "(memory grows with pixels; default: %(default)s, for an 8 GB machine)")
@@ -93,18 +92,18 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from infusionnet.runtime.fileio import check_output_location
+    from infusionnet.runtime.sizes import parse_frame_size
     from infusionnet.runtime.video.display import check_display
+    from infusionnet.runtime.video.errors import VideoError
     from infusionnet.runtime.video.file_sink import fourcc_for
-    from infusionnet.runtime.video.sizes import even_size, parse_hw
     from infusionnet.runtime.video.sources import SOURCE_HELP, parse_source
 
     # Everything cheap is checked before a model loads or a camera opens.
-    size = parse_hw(args.size, "--size") if args.size else None
-    if size and args.output and even_size(*size) != size:
-        even = "x".join(str(v) for v in even_size(*size))
-        raise InfusionNetError(f"--size {args.size}: video files store even sizes only (the encoder would drop "
-                               f"the odd row/column); use --size {even}")
-    capture_size = parse_hw(args.capture_size, "--capture-size") if args.capture_size else None
+    size = parse_frame_size(args.frame_size, "--frame-size", VideoError) if args.frame_size else None
+    if size and args.output and size.even() != size:
+        raise InfusionNetError(f"--frame-size {args.frame_size}: video files store even sizes only (the encoder "
+                               f"would drop the odd row/column); use --frame-size {size.even()}")
+    capture_size = parse_frame_size(args.capture_size, "--capture-size", VideoError) if args.capture_size else None
     for option, value in (("--max-fps", args.max_fps), ("--capture-fps", args.capture_fps),
                           ("--stall-timeout", args.stall_timeout)):
         if value is not None and not value > 0:
@@ -167,7 +166,7 @@ def _stylize(args, stylizer, styles, spec, size, capture_size) -> int:
 
 
 def _check_frame_budget(spec, size, max_pixels: int) -> None:
-    """Refuse frames over the pixel budget now when their size is known (--size, or a file's header)."""
+    """Refuse frames over the pixel budget now when their size is known (--frame-size, or a file's header)."""
     from infusionnet.runtime import images
 
     if max_pixels < 1:
@@ -201,7 +200,8 @@ def style_list(arg: str):
 
 
 def make_stylizer(args):
-    """A FrameStylizer (BGR frames in and out): the runtime Stylizer for --model, else PyTorch."""
+    """A FrameStylizer (BGR frames in and out): the runtime Stylizer, over --model's export on
+    --backend, or over the --checkpoint network itself in PyTorch."""
     from infusionnet.runtime.video.styles import bgr_stylizer
 
     if args.model:
@@ -215,62 +215,20 @@ def make_stylizer(args):
         stylizer = Stylizer(args.model, backend=args.backend, checkpoint=args.checkpoint,
                             max_pixels=getattr(args, "max_pixels", None), **options).open()
         return bgr_stylizer(stylizer)
-    return TorchFrameStylizer.from_args(args)
+    return bgr_stylizer(torch_stylizer(args).open())
 
 
-class TorchFrameStylizer:
-    """The PyTorch reference path behind the FrameStylizer protocol.
+def torch_stylizer(args):
+    """The runtime Stylizer over the --checkpoint network in PyTorch (no export needed)."""
+    from infusionnet.models import validate_style_size
+    from infusionnet.models.default_model import resolve_network
+    from infusionnet.models.device import torch_device
+    from infusionnet.runtime.torch_backend import network_stylizer
 
-    ``set_style`` encodes the style and predicts its kernels once; ``stylize`` runs the content
-    encoder and decoder on a BGR frame, reflect-padded to multiples of 8 and cropped back, so
-    the output has the frame's size.
-    """
-
-    def __init__(self, model, style_size: int = 256, device: str = "cpu", max_pixels=None):
-        import torch
-        from infusionnet.runtime import images
-
-        self.torch, self.images = torch, images
-        self.model = model.eval().to(device)
-        self.device = torch.device(device)
-        self.style_resize = images.parse_resize(f"square:{style_size}")
-        self.kernels = None
-        self.max_pixels = max_pixels
-        self._plan = None
-
-    @classmethod
-    def from_args(cls, args) -> "TorchFrameStylizer":
-        import torch
-        from infusionnet.models import validate_style_size
-        from infusionnet.models.default_model import resolve_network
-
-        if args.device == "cuda" and not torch.cuda.is_available():
-            raise InfusionNetError("--device cuda asked for, but PyTorch sees no CUDA GPU on this machine")
-        model = resolve_network(args.checkpoint, args.variant, args.seed)[0]
-        validate_style_size(model.variant, args.style_size)
-        return cls(model, args.style_size, args.device, getattr(args, "max_pixels", None))
-
-    def set_style(self, rgb):
-        prepared, _ = self.images.prepare_image(rgb, self.style_resize)
-        with self.torch.inference_mode():
-            style = self.torch.from_numpy(self.images.normalize(prepared)).to(self.device)
-            self.kernels = self.model.style_kernels(style)
-
-    def stylize(self, frame):
-        import numpy as np
-
-        if self.kernels is None:
-            raise InfusionNetError("no style set: call set_style first")
-        height, width = frame.shape[:2]
-        if self._plan is None or self._plan.source_size != (height, width):
-            self._plan = self.images.plan_image(height, width, "keep", multiple=8, fit="pad",
-                                                max_pixels=self.max_pixels)
-        rgb = self.images.prepare_with(np.ascontiguousarray(frame[:, :, ::-1]), self._plan)
-        with self.torch.inference_mode():
-            content = self.torch.from_numpy(self.images.normalize(rgb)).to(self.device)
-            out = self.model.decode(self.model.encode_content(content), self.kernels)[0]
-        result = self.images.restore_image(self.images.denormalize_output(out.float().cpu().numpy())[0], self._plan)
-        return np.ascontiguousarray(result[:, :, ::-1])
+    torch_device(args.device)  # before the model loads
+    model = resolve_network(args.checkpoint, args.variant, args.seed)[0]
+    validate_style_size(model.variant, args.style_size)
+    return network_stylizer(model, args.style_size, max_pixels=getattr(args, "max_pixels", None), device=args.device)
 
 
 def _benchmark(args, styles, size) -> int:

@@ -17,7 +17,8 @@ from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence,
 
 import numpy as np
 
-from infusionnet.runtime.calibration import CalibrationError, CalibrationFeed
+from infusionnet.runtime.calibration import CalibrationError, CalibrationFeed, CalibrationReader
+from infusionnet.runtime.manifest import CONTENT, STYLE
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 # Percentile (99.999%) ranges, measured on the trained default model at 256x256 against PyTorch
@@ -28,7 +29,6 @@ DEFAULT_CALIBRATION_METHOD = "percentile"
 
 Feed = Dict[str, np.ndarray]
 KernelFn = Callable[[np.ndarray], Dict[str, np.ndarray]]
-CONTENT, STYLE = "content", "style"
 
 
 def image_pairs(directory: Optional[str] = None) -> Tuple[List, List, str]:
@@ -105,7 +105,7 @@ def random_pairs(batch: int, content_size: Tuple[int, int], style_size: int, cou
             for _ in range(count)]
 
 
-class RoleFeed:
+class RoleFeed(CalibrationReader):
     """Feed dicts for one graph role from a re-iterable source of content/style pairs."""
 
     def __init__(self, pairs: Iterable[Feed], role: str, kernels_of: Optional[KernelFn] = None):
@@ -114,7 +114,6 @@ class RoleFeed:
         self.pairs = pairs
         self.role = role
         self.kernels_of = kernels_of
-        self._iterator: Optional[Iterator[Feed]] = None
 
     def __len__(self) -> int:
         return len(self.pairs)  # type: ignore[arg-type]
@@ -135,13 +134,3 @@ class RoleFeed:
         if self.role == "baked":
             return {CONTENT: pair[CONTENT]}
         raise ValueError(f"unknown graph role {self.role!r}")
-
-    # ONNX Runtime's CalibrationDataReader protocol.
-    def get_next(self) -> Optional[Feed]:
-        if self._iterator is None:
-            self._iterator = iter(self)
-        return next(self._iterator, None)
-
-    def rewind(self) -> None:
-        self._iterator = None
-

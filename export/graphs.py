@@ -21,10 +21,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from infusionnet.models.blocks import upsample2
+from infusionnet.runtime.manifest import CONTENT, GRAPH_KINDS, STYLE, STYLIZED
 
-ROLES = ("full", "style", "content", "baked")
-GRAPH_KINDS = {"full": ("full",), "split": ("style", "content"), "baked": ("baked",)}
-CONTENT, STYLE, STYLIZED = "content", "style", "stylized"
 # Symbolic names of the content height and width with --dynamic-size.
 HEIGHT, WIDTH = "height", "width"
 

@@ -188,7 +188,7 @@ def style_tensor(text: str, size: int) -> Tuple[np.ndarray, Dict[str, str]]:
     from infusionnet.runtime import images
 
     path = _style_path(text)
-    rgb, _ = images.prepare_image(images.read_image(path), images.parse_resize(f"square:{size}"))
+    rgb, _ = images.prepare_image(images.read_image(path), images.Resize.square(size))
     return images.normalize(rgb), {"argument": str(text), "file": path.name, "sha256": file_sha256(path)}
 
 

@@ -32,12 +32,14 @@ from typing import Optional, Sequence
 
 import onnx
 
+from infusionnet.runtime.calibration import CalibrationReader
+from infusionnet.runtime.manifest import PRECISIONS  # noqa: F401 (export.precision.PRECISIONS, as before)
+
 from . import cpu_int8
 from .calibration import CALIBRATION_METHODS, DEFAULT_CALIBRATION_METHOD
 from .simplify import check_graph, dynamic_weight_convs, topological_sort
 from .trace import ExportError
 
-PRECISIONS = ("fp32", "fp16", "int8")
 # Kept in FP32 inside FP16 graphs.
 FP32_OPS = ("InstanceNormalization", "ReduceMean", "ReduceSum", "ReduceSumSquare", "ReduceL2",
             "GlobalAveragePool", "MatMul", "Pow", "Sqrt", "Reciprocal")
@@ -119,15 +121,14 @@ def calibrate(source: Path, reader, method: str, cache: Path, op_types=INT8_OPS,
     return Path(cache)
 
 
-class _SingleFeed:
+class _SingleFeed(CalibrationReader):
     """One feed dict as ONNX Runtime's CalibrationDataReader (``get_next`` once, then None)."""
 
     def __init__(self, feed):
         self.feed = feed
 
-    def get_next(self):
-        feed, self.feed = self.feed, None
-        return feed
+    def __iter__(self):
+        yield self.feed
 
 
 def to_int8(source: Path, target: Path, reader, method: str = DEFAULT_CALIBRATION_METHOD, pre_process: bool = False,

@@ -38,13 +38,12 @@ from infusionnet.runtime.engine_sidecar import (EngineSidecar, Environment, plat
 from infusionnet.runtime.errors import InfusionNetError
 from infusionnet.runtime.fileio import file_sha256
 from infusionnet.runtime.fileio import atomic_directory
-from infusionnet.runtime.manifest import Manifest
-from infusionnet.runtime.trt_plan import HW, Profile, TensorSpec, TrtFeatures, derive_profile
+from infusionnet.runtime.manifest import PRECISIONS, Manifest, TensorSpec
+from infusionnet.runtime.trt_plan import HW, Profile, TrtFeatures, derive_profile
 
 if TYPE_CHECKING:  # `make typecheck` checks the TensorRT calls against the stubs; never imported at run time
     import tensorrt
 
-PRECISIONS = ("fp32", "fp16", "int8")
 INT8_MODES = ("explicit", "implicit")
 OPT_LEVELS = range(0, 6)  # TensorRT's builder optimization levels (default 3)
 # Layer types kept in FP32 under FP16/INT8 (tensorrt.LayerType member names).
@@ -81,10 +80,6 @@ class GraphBuild(NamedTuple):
     int8: bool
     calibrate: bool       # implicit INT8: run the calibrator on this graph
     fp32_pins: bool       # pin normalization/reductions to FP32
-
-
-def _specs(tensors) -> Tuple[TensorSpec, ...]:
-    return tuple(TensorSpec(t.name, tuple(t.shape), t.dtype) for t in tensors)
 
 
 def plan_builds(manifest: Manifest, options: BuildOptions) -> List[GraphBuild]:
@@ -125,7 +120,7 @@ def plan_builds(manifest: Manifest, options: BuildOptions) -> List[GraphBuild]:
     calibrate = precision == "int8" and options.int8_mode == "implicit"
     builds = []
     for role, graph in manifest.graphs.items():
-        inputs, outputs = _specs(graph.inputs), _specs(graph.outputs)
+        inputs, outputs = tuple(graph.inputs), tuple(graph.outputs)
         profile = derive_profile(inputs, options.min_hw, options.opt_hw, options.max_hw,
                                  default_hw=tuple(manifest.content_size))
         builds.append(GraphBuild(role, graph.path, inputs, outputs, profile, fp16=precision != "fp32",

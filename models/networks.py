@@ -16,6 +16,9 @@ import torch
 from torch import Tensor, nn
 
 from infusionnet.runtime.errors import InfusionNetError
+from infusionnet.runtime.sizes import MIN_SIZE as MIN_CONTENT_SIZE
+from infusionnet.runtime.sizes import SIZE_MULTIPLE as CONTENT_SIZE_MULTIPLE
+from infusionnet.runtime.sizes import size_problem
 
 from .blocks import AdaConv2d, Octave
 from .encoders import Encoder, StyleEncoder
@@ -120,8 +123,6 @@ MIN_STYLE_SIZE = {"infusionnet": 96, "aesfa": 24}
 # The octave cross paths add up2(low) to high at every stride: each stride-2 stage needs an even
 # size. InfusionNet's style path strides to 1/32 (netE then netS), AesFA's to 1/8, content to 1/8.
 STYLE_SIZE_MULTIPLE = {"infusionnet": 32, "aesfa": 8}
-CONTENT_SIZE_MULTIPLE = 8
-MIN_CONTENT_SIZE = 16
 
 
 def validate_style_size(variant: str, size: int) -> None:
@@ -133,11 +134,11 @@ def validate_style_size(variant: str, size: int) -> None:
 
 
 def validate_content_size(height: int, width: int) -> None:
-    """Raise InfusionNetError unless a content image of height x width fits both networks."""
-    for name, value in (("height", height), ("width", width)):
-        if value < MIN_CONTENT_SIZE or value % CONTENT_SIZE_MULTIPLE:
-            raise InfusionNetError(f"content {name} {value} must be a multiple of {CONTENT_SIZE_MULTIPLE} "
-                                   f"and at least {MIN_CONTENT_SIZE} px")
+    """Raise InfusionNetError unless a content image of height x width fits both networks
+    (content strides to 1/8: ``runtime.sizes`` holds the rule, torch-free)."""
+    problem = size_problem((height, width), CONTENT_SIZE_MULTIPLE, MIN_CONTENT_SIZE)
+    if problem:
+        raise InfusionNetError(f"content {problem}")
 
 
 def build_model(variant: str = "infusionnet", seed: Optional[int] = None, nf: int = 64) -> StyleTransferNetwork:

@@ -43,6 +43,7 @@ from .checkpoint import (PARTS, detect_variant, load_checkpoint, save_checkpoint
                          torch_load_weights_only)
 from .hed_vgg import is_hed_spec, load_hed_vgg
 from .data import RESIZE_MODES, DrawSampler, PairStream, make_loader
+from .device import torch_device
 from .losses import (DEFAULT_LOSS_WEIGHTS, DEFAULT_NEGATIVES, VGG_TAPS, LossWeights, StyleTransferLoss,
                      VGGEncoder, load_vgg, output_side, random_vgg, style_side)
 from .networks import VARIANTS, StyleTransferNetwork, build_model, validate_content_size, validate_style_size
@@ -218,8 +219,8 @@ def setup_processes(device_choice: str) -> Tuple[DistContext, torch.device]:
     cuda = {"auto": torch.cuda.is_available(), "cuda": True, "cpu": False}.get(device_choice)
     if cuda is None:
         raise TrainingError(f"device must be auto, cpu or cuda, not {device_choice!r}")
-    if cuda and not torch.cuda.is_available():
-        raise TrainingError("--device cuda asked for, but PyTorch sees no CUDA GPU")
+    if cuda:
+        torch_device("cuda", TrainingError)  # refuses a machine where PyTorch sees no GPU
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistContext(), torch.device("cuda" if cuda else "cpu")
@@ -673,7 +674,7 @@ def evaluate_samples(model: StyleTransferNetwork, path, size: int = 256, device=
     validate_style_size(model.variant, size)
     content_names = list(content_names or samples.sample_names("content"))
     style_names = list(style_names or samples.sample_names("style"))
-    square = images.parse_resize(f"square:{size}")
+    square = images.Resize.square(size)
 
     def load(name):
         rgb, _ = images.prepare_image(samples.load_sample(name), square)

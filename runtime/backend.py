@@ -16,7 +16,8 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from .errors import InfusionNetError
-from .trt_plan import SIZE_MULTIPLE, ShapeRange
+from .sizes import MIN_SIZE, SIZE_MULTIPLE
+from .trt_plan import ShapeRange
 
 BACKENDS = ("torch", "onnxruntime", "tensorrt", "openvino")
 Arrays = Dict[str, np.ndarray]
@@ -75,9 +76,9 @@ def check_shape(graph: str, spec: Any, shape: Tuple[int, ...], limits: Optional[
             if got != want:
                 raise InputError(f"{graph} graph input {spec.name!r} has shape {list(shape)}, expected {expected} "
                                  f"(axis {axis} is fixed at {want} by the export)")
-        elif got % SIZE_MULTIPLE or got < 2 * SIZE_MULTIPLE:
+        elif got % SIZE_MULTIPLE or got < MIN_SIZE:
             raise InputError(f"{graph} graph input {spec.name!r} has {want} {got}: dynamic sizes must be "
-                             f"multiples of {SIZE_MULTIPLE}, at least {2 * SIZE_MULTIPLE}")
+                             f"multiples of {SIZE_MULTIPLE}, at least {MIN_SIZE}")
     if limits is not None and not all(lo <= s <= hi for s, lo, hi in zip(shape, limits.min, limits.max)):
         raise InputError(f"{graph} graph input {spec.name!r} has shape {list(shape)}, outside the engine's "
                          f"profile {list(limits.min)} .. {list(limits.max)} (rebuild with --min/--max to cover it)")

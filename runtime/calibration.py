@@ -22,6 +22,25 @@ class CalibrationError(InfusionNetError):
     """No usable calibration data."""
 
 
+class CalibrationReader:
+    """ONNX Runtime's CalibrationDataReader protocol over ``__iter__``: ``get_next()`` gives the
+    next feed dict or None at the end, ``rewind()`` starts again. Written once, here; every feed
+    type (here, export/calibration.py, export/precision.py) iterates and inherits it."""
+
+    _reading = None  # type: Optional[Iterator[Feed]]
+
+    def __iter__(self) -> Iterator[Feed]:
+        raise NotImplementedError
+
+    def get_next(self) -> Optional[Feed]:
+        if self._reading is None:
+            self._reading = iter(self)
+        return next(self._reading, None)
+
+    def rewind(self) -> None:
+        self._reading = None
+
+
 def batch_indices(count: int, batch: int, limit: Optional[int] = None) -> List[List[int]]:
     """Indices of the images in each full batch; the last batch wraps around to the start.
 
@@ -42,7 +61,7 @@ def default_loader(height: int, width: int) -> Callable[[Source], np.ndarray]:
     """Read (if a path), resize and centre-crop to exactly height x width, normalize to (1,3,H,W)."""
     from . import images  # image I/O pulls in OpenCV; only needed when images are really read
 
-    resize = images.parse_resize(f"{height}x{width}")
+    resize = images.Resize.exact((height, width))
 
     def load(source: Source) -> np.ndarray:
         rgb = source if isinstance(source, np.ndarray) else images.read_image(source)
@@ -52,7 +71,7 @@ def default_loader(height: int, width: int) -> Callable[[Source], np.ndarray]:
     return load
 
 
-class CalibrationFeed:
+class CalibrationFeed(CalibrationReader):
     """Feed dicts of ``batch`` preprocessed images under ``input_name``.
 
     ``fixed`` tensors are added to every dict unchanged (the kernels of a style image when the
@@ -69,7 +88,6 @@ class CalibrationFeed:
         self.fixed = dict(fixed or {})
         self.loader = loader or default_loader(*self.size)
         self._plan = batch_indices(len(self.sources), self.batch, limit)
-        self._position = 0
 
     def __len__(self) -> int:
         return len(self._plan)
@@ -87,13 +105,3 @@ class CalibrationFeed:
         feed = {self.input_name: np.ascontiguousarray(images)}
         feed.update(self.fixed)
         return feed
-
-    # ONNX Runtime's CalibrationDataReader protocol.
-    def get_next(self) -> Optional[Feed]:
-        if self._position >= len(self._plan):
-            return None
-        self._position += 1
-        return self._feed(self._plan[self._position - 1])
-
-    def rewind(self) -> None:
-        self._position = 0

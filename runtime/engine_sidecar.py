@@ -22,7 +22,8 @@ from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 from .errors import InfusionNetError
 from .fileio import PathLike, atomic_path
-from .trt_plan import Profile, ShapeRange, TensorSpec, format_version, parse_version
+from .manifest import TensorSpec
+from .trt_plan import Profile, ShapeRange, format_version, parse_version
 
 SIDECAR_FORMAT = 1
 SIDECAR_SUFFIX = ".json"

@@ -32,17 +32,24 @@ Python 3.8 compatible and torch-free: the Jetson runtime imports this.
 """
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 from .errors import InfusionNetError
 from .fileio import atomic_path, file_sha256
 
 MANIFEST_NAME = "manifest.json"
 FORMAT = "infusionnet-edge/onnx-export/1"
+# The graphs of an export: each kind of export (--graph) holds these roles, and one of them
+# runs every frame (the style graph of a split export runs once per style).
 ROLES = ("full", "style", "content", "baked")
 GRAPH_KINDS = {"full": ("full",), "split": ("style", "content"), "baked": ("baked",)}
+FRAME_ROLES = {"full": "full", "split": "content", "baked": "baked"}
 PRECISIONS = ("fp32", "fp16", "int8")
+# Tensor names every graph and backend shares; the kernel tensors between a split export's style
+# and content graphs keep the network's own names (AdaOctConv1_1.h.spatial, ...).
+CONTENT, STYLE, STYLIZED = "content", "style", "stylized"
 DTYPES = ("float32", "float16", "int8", "uint8", "int32", "int64", "bool")
 REQUIRED_FIELDS = ("format", "graph_kind", "variant", "precision", "opset", "batch", "content_size",
                    "dynamic_size", "style_size", "normalization", "checkpoint", "exporter", "graphs")
@@ -58,13 +65,18 @@ class ManifestError(InfusionNetError):
     """A manifest is missing, unreadable or inconsistent; the message names the file."""
 
 
+@dataclass(frozen=True)
 class TensorSpec(object):
-    """One graph input or output: name, shape (ints or symbolic names) and dtype."""
+    """One graph input or output: name, shape (ints, or symbolic names where dynamic) and dtype.
 
-    def __init__(self, name: str, shape: List[Dim], dtype: str = "float32"):
-        self.name = name
-        self.shape = list(shape)
-        self.dtype = dtype
+    The one tensor description of the project: manifests, engine sidecars, TensorRT plans and
+    every backend read these. Immutable and comparable; the shape is stored as a tuple."""
+    name: str
+    shape: Tuple[Dim, ...]
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shape", tuple(self.shape))
 
     @property
     def is_dynamic(self) -> bool:
@@ -76,12 +88,6 @@ class TensorSpec(object):
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> "TensorSpec":
         return cls(data["name"], data["shape"], data.get("dtype", "float32"))
-
-    def __eq__(self, other) -> bool:
-        return isinstance(other, TensorSpec) and self.to_dict() == other.to_dict()
-
-    def __repr__(self) -> str:
-        return "TensorSpec({!r}, {!r}, {!r})".format(self.name, self.shape, self.dtype)
 
 
 class GraphEntry(object):

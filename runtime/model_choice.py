@@ -9,6 +9,9 @@ manifests and results; ``infusionnet.models.default_model`` loads the networks).
 """
 from typing import Optional
 
+# The network variants (models.networks.VARIANTS holds their classes; the command line and the
+# manifest name them without importing torch).
+VARIANT_NAMES = ("infusionnet", "aesfa")
 DEFAULT_CHECKPOINT_NAME = "infusionnet-default.safetensors"
 UNTRAINED = "untrained"
 UNTRAINED_SHA_PREFIX = "untrained-seed-"

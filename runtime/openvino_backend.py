@@ -21,7 +21,7 @@ import numpy as np
 
 from .backend import Arrays, Backend, BackendError
 
-PRECISIONS = ("default", "fp32", "bf16")
+OV_PRECISIONS = ("default", "fp32", "bf16")
 # OpenVINO's element type names for the precision hint, and how this project names them.
 HINT_VALUES = {"fp32": "f32", "bf16": "bf16"}
 TYPE_NAMES = {"f32": "fp32", "float32": "fp32", "bf16": "bf16", "bfloat16": "bf16", "f16": "fp16",
@@ -48,8 +48,8 @@ def precision_name(value: Any) -> str:
 
 def compile_config(precision: str, threads: Optional[int]) -> Dict[str, str]:
     """The ``compile_model`` properties for a requested precision and thread count."""
-    if precision not in PRECISIONS:
-        raise BackendError(f"unknown OpenVINO precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+    if precision not in OV_PRECISIONS:
+        raise BackendError(f"unknown OpenVINO precision {precision!r}: use one of {', '.join(OV_PRECISIONS)}")
     config = {}
     if precision in HINT_VALUES:
         config["INFERENCE_PRECISION_HINT"] = HINT_VALUES[precision]

@@ -16,6 +16,10 @@ reflect-padded to multiples of 8 and cropped back. A static graph takes its expo
 sizes are letterboxed into it (scaled to fit with the aspect ratio kept, reflect-padded, the
 padding cropped off the output, scaled back; ``size_mismatch="letterbox"``) or refused
 (``"error"``). ``fit_note`` says in words what happens to a given frame size.
+
+``Stylizer.from_backends`` runs backends built elsewhere under the same rules: the PyTorch
+network itself, without an export (``torch_backend.network_stylizer``, `infusionnet video
+--checkpoint`).
 """
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
@@ -26,9 +30,8 @@ from . import images
 from .backend import BACKENDS, Backend, BackendError
 from .engine_sidecar import ENGINE_INDEX, read_engine_index
 from .limits import MAX_WORK_PIXELS
-from .manifest import MANIFEST_NAME, Manifest
+from .manifest import CONTENT, FRAME_ROLES, MANIFEST_NAME, STYLE, STYLIZED, Manifest
 
-CONTENT, STYLE, STYLIZED = "content", "style", "stylized"
 SIZE_MISMATCH = ("letterbox", "error")
 
 
@@ -101,11 +104,26 @@ def _names(manifest: Manifest, role: str, kind: str):
 class Stylizer(object):
     def __init__(self, model_dir, backend: str = "onnxruntime", bgr: bool = False, size_mismatch: str = "letterbox",
                  checkpoint=None, max_pixels: Optional[int] = MAX_WORK_PIXELS, **options):
-        if size_mismatch not in SIZE_MISMATCH:
-            raise BackendError(f"size_mismatch must be one of {', '.join(SIZE_MISMATCH)}, not {size_mismatch!r}")
+        _check_size_mismatch(size_mismatch)
+        kind, manifest, _ = open_model_dir(model_dir)
+        self._use(model_dir, kind, manifest, make_backends(model_dir, backend, checkpoint, **options), backend, bgr,
+                  size_mismatch, max_pixels)
+
+    @classmethod
+    def from_backends(cls, backends: Dict[str, Backend], manifest: Manifest, name, backend: str, bgr: bool = False,
+                      size_mismatch: str = "letterbox", max_pixels: Optional[int] = MAX_WORK_PIXELS) -> "Stylizer":
+        """A Stylizer over backends built elsewhere (one per role of ``manifest``): the PyTorch
+        network without an export, for one. ``name`` stands for the model directory in messages."""
+        _check_size_mismatch(size_mismatch)
+        stylizer = cls.__new__(cls)
+        stylizer._use(name, "memory", manifest, backends, backend, bgr, size_mismatch, max_pixels)
+        return stylizer
+
+    def _use(self, model_dir, kind: str, manifest: Manifest, backends: Dict[str, Backend], backend: str, bgr: bool,
+             size_mismatch: str, max_pixels: Optional[int]) -> None:
         self.model_dir = Path(model_dir)
-        self.kind, self.manifest, _ = open_model_dir(model_dir)
-        self.backends = make_backends(model_dir, backend, checkpoint, **options)
+        self.kind, self.manifest = kind, manifest
+        self.backends = backends
         self.backend = backend
         self.bgr = bgr
         self.size_mismatch = size_mismatch
@@ -115,8 +133,7 @@ class Stylizer(object):
         self.style_size = self.manifest.style_size
         self.dynamic = self.manifest.dynamic_size
         self.content_size = tuple(self.manifest.content_size)  # type: Tuple[int, ...]
-        role = {"split": "content", "full": "full", "baked": "baked"}[self.graph_kind]
-        self.frames = self.backends[role]
+        self.frames = self.backends[FRAME_ROLES[self.graph_kind]]
         self.styler = self.backends.get("style")
         self.style_set = self.graph_kind == "baked"
         self._plans = {}  # type: Dict[Tuple[int, int], Any]
@@ -159,7 +176,7 @@ class Stylizer(object):
                              "(or full) to switch styles at run time")
         self._ensure_open()
         rgb = self._color(_check_rgb(image, "style image"), bgr)
-        prepared, _ = images.prepare_image(rgb, images.parse_resize(f"square:{self.style_size}"))
+        prepared, _ = images.prepare_image(rgb, images.Resize.square(self.style_size))
         style = np.repeat(images.normalize(prepared), self.batch, axis=0)
         if self.styler is not None:
             self.frames.hold(self.styler.run_on_device({STYLE: style}))
@@ -222,7 +239,7 @@ class Stylizer(object):
             return self._plans[key]
         target = tuple(self.content_size)
         if self.dynamic:
-            plan = images.plan_image(height, width, "keep", multiple=8, fit="pad", max_pixels=self.max_pixels,
+            plan = images.plan_image(height, width, "keep", fit="pad", max_pixels=self.max_pixels,
                                      name=name)
         elif key == target:
             plan = None
@@ -237,6 +254,11 @@ class Stylizer(object):
 
     def _color(self, rgb: np.ndarray, bgr: Optional[bool]) -> np.ndarray:
         return rgb[..., ::-1] if (self.bgr if bgr is None else bgr) else rgb
+
+
+def _check_size_mismatch(value: str) -> None:
+    if value not in SIZE_MISMATCH:
+        raise BackendError(f"size_mismatch must be one of {', '.join(SIZE_MISMATCH)}, not {value!r}")
 
 
 def _check_rgb(image: Any, what: str, allow_batch: bool = False) -> np.ndarray:

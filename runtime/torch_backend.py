@@ -23,9 +23,10 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .backend import Arrays, Backend, BackendError
+from .limits import MAX_WORK_PIXELS
+from .manifest import CONTENT, GRAPH_KINDS, ROLES, STYLE, STYLIZED, Manifest, TensorSpec
 from .model_choice import untrained_seed
-
-CONTENT, STYLE, STYLIZED = "content", "style", "stylized"
+from .sizes import MIN_SIZE
 
 
 def import_torch():
@@ -40,7 +41,6 @@ def role_specs(model, role: str, batch: int, content_size: Optional[Tuple[int, i
                ) -> Tuple[List[Any], List[Any]]:
     """(inputs, outputs) of a role as the export would write them; ``content_size`` None = dynamic."""
     from infusionnet.export.graphs import HEIGHT, WIDTH, kernel_shapes
-    from .trt_plan import TensorSpec
 
     height, width = content_size if content_size else (HEIGHT, WIDTH)
     content = TensorSpec(CONTENT, (batch, 3, height, width), "float32")
@@ -70,8 +70,8 @@ class TorchBackend(Backend):
                  fp16: bool = False, channels_last: bool = False, compile: bool = False,
                  compile_backend: str = "inductor", baked_style: Optional[np.ndarray] = None):
         super().__init__(role, inputs, outputs)
-        if role not in ("full", "style", "content", "baked"):
-            raise BackendError(f"unknown graph role {role!r}: use full, style, content or baked")
+        if role not in ROLES:
+            raise BackendError(f"unknown graph role {role!r}: use {', '.join(ROLES)}")
         if role == "baked" and baked_style is None:
             raise BackendError("a baked torch graph needs the style image it was baked with (baked_style)")
         self.model = model
@@ -82,11 +82,8 @@ class TorchBackend(Backend):
         self.compile_backend = compile_backend
         self.baked_style = baked_style
         self.torch = import_torch()
-        if device.startswith("cuda") and not self.torch.cuda.is_available():
-            raise BackendError(f"--device {device} asked for, but PyTorch sees no CUDA GPU on this machine "
-                               "(use cpu, or install a CUDA build of torch)")
-        if device not in ("cpu",) and not device.startswith("cuda"):
-            raise BackendError(f"unknown torch device {device!r}: use cpu or cuda")
+        from infusionnet.models.device import torch_device
+        torch_device(device, BackendError)
 
     @classmethod
     def from_graph(cls, graph, model, **options) -> "TorchBackend":
@@ -247,5 +244,24 @@ def baked_style(manifest) -> np.ndarray:
     if info.get("sha256") and file_sha256(found) != info["sha256"]:
         raise BackendError(f"style image {found} is not the one baked into {manifest.location} (sha256 differs)")
     rgb = images.read_image(found)
-    prepared, _ = images.prepare_image(rgb, images.parse_resize(f"square:{manifest.style_size}"))
+    prepared, _ = images.prepare_image(rgb, images.Resize.square(manifest.style_size))
     return images.normalize(prepared)
+
+
+def network_stylizer(model, style_size: int, bgr: bool = False, max_pixels: Optional[int] = MAX_WORK_PIXELS,
+                     **options):
+    """The runtime ``Stylizer`` over ``model`` itself, without an export: the roles of a split,
+    dynamic-size export as TorchBackends (the style encoded once per ``set_style``, frames of any
+    size reflect-padded to multiples of 8 and cropped back). ``options`` go to the backends
+    (device, fp16, channels_last, compile)."""
+    from .stylizer import Stylizer
+
+    backends = {role: TorchBackend.for_role(model, role, style_size=style_size, **options)
+                for role in GRAPH_KINDS["split"]}
+    # What the Stylizer reads of a manifest; a dynamic size takes any frame, so content_size
+    # (an export's trace size) is only the smallest one.
+    manifest = Manifest({"graph_kind": "split", "variant": model.variant, "batch": 1, "style_size": style_size,
+                         "dynamic_size": True, "content_size": [MIN_SIZE, MIN_SIZE],
+                         "precision": "fp16" if options.get("fp16") else "fp32"})
+    return Stylizer.from_backends(backends, manifest, "the PyTorch model", TorchBackend.kind, bgr=bgr,
+                                  max_pixels=max_pixels)

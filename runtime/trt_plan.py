@@ -7,16 +7,14 @@ Shapes follow the ONNX manifest: a dimension is an int, or a symbol (str) where 
 Only the height and width of NCHW image inputs may be dynamic (the batch is fixed at export).
 """
 from collections import OrderedDict
-from typing import Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 from .errors import InfusionNetError
+from .manifest import Dim, TensorSpec
+from .sizes import check_size
 
-Dim = Union[int, str]
 HW = Tuple[int, int]
 
-# Same numbers as infusionnet.models.networks (not imported: runtime never imports torch).
-SIZE_MULTIPLE = 8
-MIN_SIZE = 16
 # The named-tensor API (set_tensor_address, execute_async_v3, set_input_shape) arrived in 8.5.
 MIN_TENSORRT = (8, 5)
 
@@ -30,16 +28,6 @@ TRT_DTYPES = {"FLOAT": "float32", "HALF": "float16", "BF16": "bfloat16", "INT64"
 
 class PlanError(InfusionNetError):
     """Sizes, profiles or a TensorRT installation that cannot work."""
-
-
-class TensorSpec(NamedTuple):
-    """One graph input or output, as the engine sidecars store it.
-
-    An immutable, comparable mirror of ``manifest.TensorSpec`` (whose shape is a list): every
-    function here only reads ``name``, ``shape`` and ``dtype``, so either kind may be passed."""
-    name: str
-    shape: Tuple[Dim, ...]
-    dtype: str
 
 
 # ---------------------------------------------------------------------------------------------
@@ -138,31 +126,7 @@ def trt_dtype_name(dtype) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Sizes and optimization profiles
-
-def parse_hw(text: str, option: str = "size") -> HW:
-    """'384x512' -> (384, 512); '256' -> (256, 256). Checked against the network's striding."""
-    raw = str(text).strip().lower()
-    pieces = raw.split("x")
-    try:
-        if len(pieces) == 1:
-            height = width = int(pieces[0])
-        elif len(pieces) == 2:
-            height, width = int(pieces[0]), int(pieces[1])
-        else:
-            raise ValueError(raw)
-    except ValueError:
-        raise PlanError(f"{option} {text!r} is not HxW (for example 384x512) or a single size") from None
-    check_hw((height, width), option)
-    return height, width
-
-
-def check_hw(hw: HW, option: str = "size") -> None:
-    for name, value in zip(("height", "width"), hw):
-        if value < MIN_SIZE or value % SIZE_MULTIPLE:
-            raise PlanError(f"{option}: {name} {value} must be a multiple of {SIZE_MULTIPLE} and at least "
-                            f"{MIN_SIZE} px")
-
+# Optimization profiles (sizes are checked by runtime.sizes)
 
 class ShapeRange(NamedTuple):
     """One input's shapes in an optimization profile."""
@@ -220,7 +184,7 @@ def derive_profile(inputs: Sequence[TensorSpec], min_hw: Optional[HW] = None, op
         raise PlanError(f"input {dynamic[0].name!r} has a dynamic size: give --opt HxW (and --min/--max for a range)")
     min_hw, max_hw = min_hw or opt_hw, max_hw or opt_hw
     for option, hw in (("--opt", opt_hw), ("--min", min_hw), ("--max", max_hw)):
-        check_hw(hw, option)
+        check_size(hw, option, error=PlanError)
     for axis, name in enumerate(("height", "width")):
         if not min_hw[axis] <= opt_hw[axis] <= max_hw[axis]:
             raise PlanError(f"profile {name}s must satisfy min <= opt <= max, got {min_hw[axis]}, {opt_hw[axis]}, "

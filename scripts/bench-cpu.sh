@@ -31,6 +31,6 @@ mkdir -p "$OUT"
 
 "$INFUSIONNET" export onnx --graph split --content-size 512x512 -o "$WORK/split-512" >"$WORK/export.log" 2>&1 \
     || { cat "$WORK/export.log" >&2; exit 1; }
-"$INFUSIONNET" video --benchmark --model "$WORK/split-512" --backend openvino --size 512x512 --bench-frames 96 \
+"$INFUSIONNET" video --benchmark --model "$WORK/split-512" --backend openvino --frame-size 512x512 --bench-frames 96 \
     --bench-json "$OUT/video_512x512_openvino_default.json" | tee "$OUT/video.txt"
 echo "wrote $OUT"

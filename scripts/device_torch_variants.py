@@ -11,6 +11,7 @@ import time
 import torch
 
 from infusionnet.models import build_model
+from infusionnet.runtime.sizes import parse_content_sizes
 
 
 def timed(run, seconds: float, warmup: int = 3):
@@ -82,9 +83,8 @@ def main():
     args = parser.parse_args()
     results = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__, "cuda": torch.version.cuda,
                "rows": []}
-    for text in args.sizes:
-        height, width = (int(v) for v in text.lower().split("x"))
-        for row in variants((height, width), args.seconds):
+    for size in parse_content_sizes(args.sizes):
+        for row in variants(size, args.seconds):
             results["rows"].append(row)
             print(f"{row['size']:>9}  {row['row']:<58} {row['median_ms']:8.2f} ms  {row['speedup_vs_reference']:6.2f}x")
     with open(args.json, "w") as handle:

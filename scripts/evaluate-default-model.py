@@ -26,7 +26,7 @@ HELD_OUT_SAMPLE_STYLES = ("hubble_deep_field", "ihc", "retina")
 
 
 def held_out_grid(model, styles, size: int) -> np.ndarray:
-    square = images.parse_resize(f"square:{size}")
+    square = images.Resize.square(size)
 
     def load(argument):
         rgb, _ = images.prepare_image(samples.load_image_arg(argument), square)

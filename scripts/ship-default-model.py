@@ -26,7 +26,7 @@ MIN_FP16_PSNR = 40.0
 
 
 def stylize_samples(model) -> list:
-    square = images.parse_resize("square:256")
+    square = images.Resize.square(256)
     outputs = []
     with torch.inference_mode():
         for content in samples.sample_names("content")[:3]:

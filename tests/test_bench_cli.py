@@ -5,13 +5,15 @@ import pytest
 
 from infusionnet.benchmarks import runner
 from infusionnet.cli.main import main
+from infusionnet.runtime.sizes import parse_content_sizes
 
 
 def test_parse_sizes_and_lists():
-    assert runner.parse_sizes("256, 720p,384x640") == [(256, 256), (720, 1280), (384, 640)]
+    assert parse_content_sizes("256, 720p,384x640", "--sizes", runner.BenchError) == [(256, 256), (720, 1280),
+                                                                                       (384, 640)]
     for bad in ("100", "8", "abc", ""):
         with pytest.raises(runner.BenchError):
-            runner.parse_sizes(bad)
+            parse_content_sizes(bad, "--sizes", runner.BenchError)
     with pytest.raises(runner.BenchError, match="tensorflow"):
         runner.parse_list("torch,tensorflow", runner.BACKENDS, "backend")
 
@@ -54,7 +56,7 @@ def test_bench_rows_files_and_compare(tmp_path, capsys):
 
 def test_bench_bad_options_are_one_line_errors(tmp_path, capsys):
     assert main(["bench", "--sizes", "33", "-o", str(tmp_path / "b")]) == 2
-    assert "multiples of 8" in capsys.readouterr().err
+    assert "height 33 must be a multiple of 8" in capsys.readouterr().err
     assert main(["bench", "--compare", str(tmp_path / "missing.json"), "-o", str(tmp_path / "b")]) == 2
     assert "missing.json" in capsys.readouterr().err
     assert not (tmp_path / "b").exists()

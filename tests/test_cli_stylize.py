@@ -31,7 +31,7 @@ def test_folder_times_styles_writes_every_pair_at_input_size(pictures, tmp_path,
     folder, style, style2 = pictures
     out = tmp_path / "out"
     code = main(["stylize", "--content", str(folder), "--style", str(style), str(style2),
-                 "--size", "keep", "--style-size", "96", "--grid", "--frequencies", "-o", str(out)])
+                 "--resize", "keep", "--style-size", "96", "--grid", "--frequencies", "-o", str(out)])
     assert code == 0
     assert "UNTRAINED" not in capsys.readouterr().err  # the bundled default model runs
     names = sorted(p.name for p in out.iterdir())
@@ -49,7 +49,7 @@ def test_output_matches_the_model_called_directly(pictures, tmp_path):
 
     folder, style, _ = pictures
     out = tmp_path / "out"
-    assert main(["stylize", "--content", str(folder / "b.jpg"), "--style", str(style), "--size", "keep",
+    assert main(["stylize", "--content", str(folder / "b.jpg"), "--style", str(style), "--resize", "keep",
                  "--style-size", "96", "-o", str(out)]) == 0
     model = resolve_network(None)[0]  # no --checkpoint: the bundled default model
     content = images.normalize(images.read_image(folder / "b.jpg"))
@@ -65,13 +65,13 @@ def test_style_mixing_names_both_styles(pictures, tmp_path):
     folder, style, style2 = pictures
     out = tmp_path / "out"
     assert main(["stylize", "--content", str(folder / "a.png"), "--style", str(style), "--style-low",
-                 str(style2), "--size", "32x32", "--style-size", "96", "-o", str(out)]) == 0
+                 str(style2), "--resize", "32x32", "--style-size", "96", "-o", str(out)]) == 0
     assert (out / "a__style+style2.png").is_file()
 
 
 @pytest.mark.parametrize("extra, message", [
     (["--style-size", "100"], "multiple of 32"),
-    (["--size", "banana"], "banana"),
+    (["--resize", "banana"], "banana"),
     (["--checkpoint", "missing.pth"], "missing.pth"),
     (["--device", "cuda"], "CUDA"),
 ])
@@ -109,7 +109,7 @@ def test_sheet_puts_every_result_in_one_picture(pictures, tmp_path):
     folder, style, style2 = pictures
     out = tmp_path / "out"
     assert main(["stylize", "--content", str(folder), "--style", str(style), str(style2), "--style-size", "96",
-                 "--size", "keep", "--sheet", "-o", str(out)]) == 0
+                 "--resize", "keep", "--sheet", "-o", str(out)]) == 0
     sheet = cv2.imread(str(out / "sheet.png"))
     tile = 192
     # A header row and one row per content (2); a blank corner and 2 style columns + the content.

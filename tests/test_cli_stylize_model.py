@@ -21,7 +21,7 @@ def test_onnxruntime_and_torch_backends_write_the_same_images(content, tmp_path)
     for backend in ("onnxruntime", "torch"):
         out = tmp_path / backend
         assert main(["stylize", "--model", str(model), "--backend", backend, "--content", str(content),
-                     "--style", "sample:gravel", "sample:retina", "--size", "keep", "--grid", "-o", str(out)]) == 0
+                     "--style", "sample:gravel", "sample:retina", "--resize", "keep", "--grid", "-o", str(out)]) == 0
         assert sorted(p.name for p in out.iterdir()) == sorted(
             f"photo__{s}{suffix}.png" for s in ("gravel", "retina") for suffix in ("", "_grid"))
         results[backend] = images.read_image(out / "photo__gravel.png")
@@ -32,7 +32,7 @@ def test_onnxruntime_and_torch_backends_write_the_same_images(content, tmp_path)
 def test_baked_model_names_outputs_after_its_style(content, tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["stylize", "--model", str(export("baked", dynamic=False, style_image="sample:gravel")),
-                 "--content", str(content), "--size", "keep", "-o", str(out)]) == 0
+                 "--content", str(content), "--resize", "keep", "-o", str(out)]) == 0
     assert "style baked in (gravel.png)" in capsys.readouterr().err
     assert [p.name for p in out.iterdir()] == ["photo__gravel.png"]
     assert images.read_image(out / "photo__gravel.png").shape == (37, 45, 3)  # static 32x32: resized back

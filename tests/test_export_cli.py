@@ -42,11 +42,11 @@ def test_int8_split_export_writes_graphs_and_manifest(int8_split):
     assert manifest.mean == [0.485, 0.456, 0.406] and manifest.std == [0.229, 0.224, 0.225]
     assert set(data["exporter"]) >= {"torch", "onnx", "onnxruntime", "onnxslim"}
     content = manifest.graph("content")
-    assert content.input("content").shape == [2, 3, "height", "width"]
-    assert content.output("stylized").shape == [2, 3, "height", "width"]
+    assert content.input("content").shape == (2, 3, "height", "width")
+    assert content.output("stylized").shape == (2, 3, "height", "width")
     assert content.input_names[1:] == manifest.graph("style").output_names
     assert len(content.input_names) == 19
-    assert content.input("AdaOctConv1_1.h.spatial").shape == [2, 128, 1, 3, 3]
+    assert content.input("AdaOctConv1_1.h.spatial").shape == (2, 128, 1, 3, 3)
     assert all(t.dtype == "float32" for g in manifest.graphs.values() for t in g.inputs + g.outputs)
     # Verification: every check passed, three inputs (random, samples, a second size).
     verification = data["verification"]

@@ -50,7 +50,7 @@ def test_round_trip_and_accessors(export_dir):
     content = manifest.graph("content")
     assert content.path == export_dir / "content.onnx"
     assert content.input_names == ["content", "AdaOctConv1_1.h.bias"]
-    assert content.input("content").shape == [2, 3, "height", "width"]
+    assert content.input("content").shape == (2, 3, "height", "width")
     assert content.input("content").is_dynamic and not content.input("AdaOctConv1_1.h.bias").is_dynamic
     assert manifest.graph("style").output_names == ["AdaOctConv1_1.h.bias"]
     # A manifest file path works as well as its directory.

@@ -50,7 +50,7 @@ def _export_case(tmp: Path):
 
 def _stylize_case(tmp: Path):
     out = tmp / "out"
-    argv = ["stylize", "--size", "64", "-o", str(out)]
+    argv = ["stylize", "--resize", "64", "-o", str(out)]
 
     def check(code):
         for path in out.glob("*.png") if out.exists() else []:

@@ -121,14 +121,14 @@ CASES = [
     # -- 1. memory bounded after resizing ------------------------------------------------------
     ("thin-strip-at-default-size",
      lambda t: ["stylize", "--content", str(_png(t / "strip.png", 16, 4000)), "-o", str(t / "o")],
-     2, ["strip.png", "longer than wide", "--size"], lambda t: not (t / "o").exists()),
+     2, ["strip.png", "longer than wide", "--resize"], lambda t: not (t / "o").exists()),
     ("over-pixel-budget",
-     lambda t: ["stylize", "--content", str(_png(t / "big.png", 64, 64)), "--size", "keep",
+     lambda t: ["stylize", "--content", str(_png(t / "big.png", 64, 64)), "--resize", "keep",
                 "--max-pixels", "1000", "-o", str(t / "o")],
-     2, ["big.png", "--max-pixels", "--size"], lambda t: not (t / "o").exists()),
+     2, ["big.png", "--max-pixels", "--resize"], lambda t: not (t / "o").exists()),
     ("over-pixel-budget-model",
      lambda t: ["stylize", "--model", str(export("split", dynamic=True)), "--content",
-                str(_png(t / "big.png", 64, 64)), "--size", "keep", "--max-pixels", "1000", "-o", str(t / "o")],
+                str(_png(t / "big.png", 64, 64)), "--resize", "keep", "--max-pixels", "1000", "-o", str(t / "o")],
      2, ["big.png", "--max-pixels"], lambda t: not (t / "o").exists()),
     ("video-over-pixel-budget",
      lambda t: ["video", "--model", str(export("split", dynamic=True)), "--input", str(_video(t / "in.avi")),
@@ -145,7 +145,7 @@ CASES = [
      2, ["NaN/Inf", "nothing was written"], lambda t: not (t / "o").exists()),
     ("nan-output-torch",
      lambda t: ["stylize", "--checkpoint", str(_nan_checkpoint(t)), "--content", str(_png(t / "c.png", 32, 32)),
-                "--size", "keep", "-o", str(t / "o")],
+                "--resize", "keep", "-o", str(t / "o")],
      2, ["c.png", "NaN/Inf"], lambda t: not (t / "o").exists()),
     ("nan-output-video",
      lambda t: ["video", "--model", str(_nan_export(t)), "--input", str(_video(t / "in.avi")),
@@ -169,21 +169,21 @@ CASES = [
      2, ["f.txt", "is a file, not a folder"], lambda t: _files(t) == ["f.txt"]),
     # -- 5. one bad image does not stop the batch ----------------------------------------------
     ("batch-continues-torch",
-     lambda t: ["stylize", "--content", str(_batch_folder(t)), "--size", "keep", "-o", str(t / "o")],
+     lambda t: ["stylize", "--content", str(_batch_folder(t)), "--resize", "keep", "-o", str(t / "o")],
      2, ["b_bad.png", "the other 2 outputs were written"],
      lambda t: _files(t / "o") == ["a_good__hubble_deep_field.png", "c_good__hubble_deep_field.png"]),
     ("batch-continues-model",
      lambda t: ["stylize", "--model", str(export("split", dynamic=True)), "--content", str(_batch_folder(t)),
-                "--size", "keep", "-o", str(t / "o")],
+                "--resize", "keep", "-o", str(t / "o")],
      2, ["b_bad.png", "the other 2 outputs were written"],
      lambda t: _files(t / "o") == ["a_good__hubble_deep_field.png", "c_good__hubble_deep_field.png"]),
     ("batch-fail-fast",
-     lambda t: ["stylize", "--content", str(_batch_folder(t)), "--size", "keep", "--fail-fast", "-o", str(t / "o")],
+     lambda t: ["stylize", "--content", str(_batch_folder(t)), "--resize", "keep", "--fail-fast", "-o", str(t / "o")],
      2, ["b_bad.png"], lambda t: _files(t / "o") == ["a_good__hubble_deep_field.png"]),
     # -- 10. smaller ---------------------------------------------------------------------------
     ("video-odd-size",
-     lambda t: ["video", "--input", str(_video(t / "in.avi")), "--size", "7x7", "-o", str(t / "out.mp4")],
-     2, ["even", "--size 6x6"], lambda t: _files(t) == ["in.avi"]),
+     lambda t: ["video", "--input", str(_video(t / "in.avi")), "--frame-size", "7x7", "-o", str(t / "out.mp4")],
+     2, ["even", "--frame-size 6x6"], lambda t: _files(t) == ["in.avi"]),
 ]
 
 
@@ -223,7 +223,7 @@ def test_hostile_case(setup, code, words, check, tmp_path, capsys):
 def test_batch_reports_every_bad_input_by_name(tmp_path, capsys):
     folder = _batch_folder(tmp_path)
     _bomb_png(folder / "d_bomb.png")
-    assert main(["stylize", "--content", str(folder), "--size", "keep", "-o", str(tmp_path / "o")]) == 2
+    assert main(["stylize", "--content", str(folder), "--resize", "keep", "-o", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "skipped " + str(folder / "b_bad.png") in err and "skipped " + str(folder / "d_bomb.png") in err
     assert "2 inputs failed (b_bad.png, d_bomb.png), each reason above; the other 2 outputs were written" in \
@@ -241,7 +241,7 @@ def test_static_export_letterboxes_and_says_so(tmp_path, capsys):
     content = _png(tmp_path / "wide.png", 16, 48)
     out = tmp_path / "o"
     assert main(["stylize", "--model", str(export("split", dynamic=False)), "--content", str(content),
-                 "--size", "keep", "--style-size", "128", "-o", str(out)]) == 0
+                 "--resize", "keep", "--style-size", "128", "-o", str(out)]) == 0
     err = capsys.readouterr().err
     assert "static-size export (32x32)" in err and "reflect-padded" in err and "--dynamic-size" in err
     assert "--style-size 128 is not used" in err

@@ -4,9 +4,11 @@ from types import SimpleNamespace
 import pytest
 
 from infusionnet.runtime.errors import InfusionNetError
+from infusionnet.runtime.manifest import TensorSpec
+from infusionnet.runtime.sizes import parse_content_size
 from infusionnet.runtime.trt_plan import (
-    PlanError, ShapeRange, TensorSpec, derive_profile, detect_features, parse_hw, parse_version, plan_buffers,
-    require_runtime_features, resolve_shape, symbol_values, tensor_nbytes, trt_dtype_name)
+    PlanError, ShapeRange, derive_profile, detect_features, parse_version, plan_buffers, require_runtime_features,
+    resolve_shape, symbol_values, tensor_nbytes, trt_dtype_name)
 
 CONTENT_DYN = TensorSpec("content", (1, 3, "height", "width"), "float32")
 KERNEL = TensorSpec("AdaOctConv1_1.h.spatial", (1, 128, 1, 3, 3), "float32")
@@ -80,13 +82,14 @@ def test_trt_dtype_names():
 
 # --------------------------------------------------------------------------- sizes, profiles
 
-def test_parse_hw():
-    assert parse_hw("384x512") == (384, 512)
-    assert parse_hw("256") == (256, 256)
+def test_profile_sizes_parse_as_content_sizes():
+    # `export trt --min/--opt/--max` read their sizes with the one content-size parser.
+    assert parse_content_size("384x512", "--opt", PlanError) == (384, 512)
+    assert parse_content_size("256", "--opt", PlanError) == (256, 256)
     with pytest.raises(PlanError, match="--max.*width 500.*multiple of 8"):
-        parse_hw("512x500", "--max")
-    with pytest.raises(PlanError, match="not HxW"):
-        parse_hw("12x34x5")
+        parse_content_size("512x500", "--max", PlanError)
+    with pytest.raises(PlanError, match="expected HxW"):
+        parse_content_size("12x34x5", "--max", PlanError)
 
 
 def test_static_graph_gets_one_fixed_profile():

@@ -19,7 +19,7 @@ from infusionnet.runtime.video.file_sink import audio_mux_command, fourcc_for
 from infusionnet.runtime.video.frames import (STOP_DROPPED, STOP_END, STOP_ERROR, STOP_INTERRUPTED, STOP_QUIT,
                                               STOP_STALLED, EndOfStream, Frame, FrameQueue)
 from infusionnet.runtime.video.opencv_build import gstreamer_available, gui_available
-from infusionnet.runtime.video.sizes import parse_hw
+from infusionnet.runtime.sizes import parse_frame_size
 from infusionnet.runtime.video.sources import SourceSpec, csi_pipeline, open_source, parse_source
 from infusionnet.runtime.video.styles import Controls, Style, bgr_stylizer
 from infusionnet.runtime.video.stylize import stylize_video
@@ -639,11 +639,11 @@ def test_audio_mux_command():
     assert cmd.index("v.mp4") < cmd.index("in.mov") and "-shortest" in cmd
 
 
-def test_parse_hw():
-    assert parse_hw("360x640") == (360, 640) and parse_hw(" 32X48 ") == (32, 48)
+def test_parse_frame_size():
+    assert parse_frame_size("360x640") == (360, 640) and parse_frame_size(" 32X48 ") == (32, 48)
     for bad in ("640", "0x10", "axb", "10x10x3"):
-        with pytest.raises(VideoError, match="HEIGHTxWIDTH"):
-            parse_hw(bad, "--size")
+        with pytest.raises(VideoError, match="--frame-size .*expected HxW"):
+            parse_frame_size(bad, "--frame-size", VideoError)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -687,14 +687,17 @@ def test_cli_stylizes_a_file_like_single_images(tiny_clip, tmp_path, capsys):
     written, (fps, width, height) = read_video(out)
     assert (len(written), fps, width, height) == (4, 8.0, WIDTH, HEIGHT)
 
-    reference = cli_video.TorchFrameStylizer(resolve_network(None)[0], style_size=96)  # the default model
+    # The command runs the runtime Stylizer over the network's TorchBackends (no export needed).
+    from infusionnet.runtime.torch_backend import network_stylizer
+    from infusionnet.runtime.video.styles import bgr_stylizer
+    model = resolve_network(None)[0]  # the default model
+    reference = bgr_stylizer(network_stylizer(model, 96))
     reference.set_style(samples.load_image_arg(cli_video.DEFAULT_STYLE))
     for frame, got in zip(read_video(tiny_clip)[0], written):
         np.testing.assert_array_equal(got, reference.stylize(frame))
 
-    # ... and the adapter is the model's own test path on the padded frame, cropped back
+    # ... and that is the model's own test path on the padded frame, cropped back
     import torch
-    model = reference.model
     frame = read_video(tiny_clip)[0][1]
     style, _ = images.prepare_image(samples.load_image_arg(cli_video.DEFAULT_STYLE), "square:96")
     rgb, restore = images.prepare_image(frame[:, :, ::-1], "keep")
@@ -708,7 +711,7 @@ def test_cli_stylizes_a_file_like_single_images(tiny_clip, tmp_path, capsys):
     (["--input", "nope.mp4", "-o", "x.mp4"], "nope.mp4: no such file"),
     (["--input", "0"], "nothing to do"),
     (["-o", "x.mp4"], "--input is required"),
-    (["--input", "0", "-o", "x.mp4", "--size", "big"], "--size 'big': expected HEIGHTxWIDTH"),
+    (["--input", "0", "-o", "x.mp4", "--frame-size", "big"], "--frame-size 'big': expected HxW"),
     (["--input", "0", "-o", "x.mp4", "--max-fps", "0"], "--max-fps must be positive"),
     (["--input", "0", "-o", "x.flv"], "unknown video container .flv"),
     (["--input", "0", "-o", "x.mp4", "--style", "missing_style.jpg"], "missing_style.jpg: no such style image"),

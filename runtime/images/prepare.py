@@ -10,6 +10,7 @@ import numpy as np
 
 from infusionnet.runtime.fileio import PathLike
 from infusionnet.runtime.limits import MAX_ASPECT, MAX_WORK_PIXELS
+from infusionnet.runtime.sizes import MIN_SIZE, SIZE_MULTIPLE
 
 from .errors import ImageError
 from .resize import KEEP, Resize, parse_resize, resize_array
@@ -34,8 +35,8 @@ class Restore:
     resize: Resize = KEEP
 
 
-def plan_image(height: int, width: int, resize: Union[str, Resize, None] = "keep", multiple: int = 8,
-               fit: str = "pad", min_size: int = 16, max_pixels: Optional[int] = None,
+def plan_image(height: int, width: int, resize: Union[str, Resize, None] = "keep", multiple: int = SIZE_MULTIPLE,
+               fit: str = "pad", min_size: int = MIN_SIZE, max_pixels: Optional[int] = None,
                name: PathLike = "image") -> Restore:
     """Compute, without pixels, how an image of (height, width) will be prepared.
 
@@ -79,16 +80,17 @@ def check_work(size: Tuple[int, int], policy: Union[str, Resize, None], max_pixe
     """
     height, width = size
     policy = parse_resize(policy)
-    after = f" after --size {policy}" if policy.mode != "keep" else ""
+    after = f" after --resize {policy}" if policy.mode != "keep" else ""
     if policy.mode != "exact" and max(height, width) > MAX_ASPECT * min(height, width):
         ratio = max(height, width) / max(1, min(height, width))
         raise WorkTooLargeError(
             f"{name}: {width}x{height} (WxH){after} is {ratio:.0f} times longer than wide, over the "
-            f"limit of {MAX_ASPECT}:1; crop it first or give an exact --size HxW")
+            f"limit of {MAX_ASPECT}:1; crop it first or give an exact size (--resize HxW; video: --frame-size HxW)")
     if height * width > max_pixels:
         raise WorkTooLargeError(
             f"{name}: {width}x{height} (WxH){after} is {height * width / 1e6:.1f} megapixels, over the "
-            f"budget of {max_pixels:,} pixels (--max-pixels); use a smaller --size (e.g. 512, the shorter side), or "
+            f"budget of {max_pixels:,} pixels (--max-pixels); use a smaller size (--resize 512: the shorter side; "
+            f"video: --frame-size HxW), or "
             f"raise --max-pixels if the machine has the memory (PyTorch needs about 0.9 GB per megapixel)")
 
 
@@ -108,8 +110,8 @@ def prepare_with(rgb: np.ndarray, restore: Restore) -> np.ndarray:
     return np.ascontiguousarray(out)  # a square crop is a view; runtimes want contiguous buffers
 
 
-def prepare_image(rgb: np.ndarray, resize: Union[str, Resize, None] = "keep", multiple: int = 8,
-                  fit: str = "pad", min_size: int = 16, max_pixels: Optional[int] = None,
+def prepare_image(rgb: np.ndarray, resize: Union[str, Resize, None] = "keep", multiple: int = SIZE_MULTIPLE,
+                  fit: str = "pad", min_size: int = MIN_SIZE, max_pixels: Optional[int] = None,
                   name: PathLike = "image") -> Tuple[np.ndarray, Restore]:
     """Apply a resize policy, then make H and W multiples of ``multiple``.
 

@@ -5,6 +5,7 @@ from typing import Tuple, Union
 import cv2
 import numpy as np
 
+from ..sizes import Size, size_numbers
 from .errors import ImageError
 
 # A resize spec larger than this is a typo, not a request.
@@ -28,6 +29,21 @@ class Resize:
             raise ImageError(f"invalid resize mode {self.mode!r}: use one of {', '.join(RESIZE_MODES)}")
         if self.mode != "keep" and not (1 <= self.height <= MAX_SIDE and 1 <= self.width <= MAX_SIDE):
             raise ImageError(f"invalid resize {self.height}x{self.width}: sizes must be 1 to {MAX_SIDE}")
+
+    @classmethod
+    def short(cls, side: int) -> "Resize":
+        """Shorter side to ``side``, aspect ratio kept."""
+        return cls("short", side, side)
+
+    @classmethod
+    def exact(cls, size: Size) -> "Resize":
+        """Exactly ``size`` (height, width)."""
+        return cls("exact", int(size[0]), int(size[1]))
+
+    @classmethod
+    def square(cls, side: int) -> "Resize":
+        """Shorter side to ``side``, then the centre ``side`` x ``side`` crop (the authors' test)."""
+        return cls("square", side, side)
 
     def __str__(self) -> str:
         if self.mode == "short":
@@ -78,32 +94,29 @@ KEEP = Resize()
 
 
 def parse_resize(spec: Union[str, Resize, None]) -> Resize:
-    """Parse "keep", "512", "384x512" or "square:256" (a Resize or None passes through)."""
+    """Parse "keep", "512", "384x512" or "square:256" (a Resize or None passes through).
+
+    The sizes are read by the one size grammar (``runtime.sizes``); a single N means the
+    shorter side here, and square:N the authors' resize-and-crop."""
     if spec is None:
         return KEEP
     if isinstance(spec, Resize):
         return spec
     text = str(spec).strip().lower()
-
-    def size(value: str) -> int:
-        if not value.isdigit() or not 1 <= int(value) <= MAX_SIDE:
-            raise ImageError(f"invalid resize {spec!r}: sizes must be whole numbers from 1 to {MAX_SIDE}; "
-                             f"use {RESIZE_HELP}")
-        return int(value)
-
     if text == "keep":
         return KEEP
-    if text.startswith("square:"):
-        side = size(text[len("square:"):].strip())
-        return Resize("square", side, side)
-    if "x" in text:
-        parts = text.split("x")
-        if len(parts) == 2:
-            return Resize("exact", size(parts[0].strip()), size(parts[1].strip()))
-    elif text.isdigit():
-        side = size(text)
-        return Resize("short", side, side)
-    raise ImageError(f"invalid resize {spec!r}: use {RESIZE_HELP}")
+    square = text.startswith("square:")
+    numbers = size_numbers(text[len("square:"):] if square else text)
+    if numbers is None or (square and len(numbers) != 1):
+        raise ImageError(f"invalid resize {spec!r}: use {RESIZE_HELP}")
+    if not all(1 <= value <= MAX_SIDE for value in numbers):
+        raise ImageError(f"invalid resize {spec!r}: sizes must be whole numbers from 1 to {MAX_SIDE}; "
+                         f"use {RESIZE_HELP}")
+    if square:
+        return Resize.square(numbers[0])
+    if len(numbers) == 2:
+        return Resize.exact(Size(*numbers))
+    return Resize.short(numbers[0])
 
 
 def resize_array(rgb: np.ndarray, height: int, width: int) -> np.ndarray:

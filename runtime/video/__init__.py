@@ -15,7 +15,6 @@ One module per job; import what you need from the module that does it:
     stylize       stylize_video: the whole job (parse, open, run, finalize)
     pipeline      run_pipeline: the three stages on an opened capture; the inference loop
     sources       what --input names (parse_source) and opening it (open_source)
-    sizes         parse_hw (--size HxW), even_size
     frames        Frame, EndOfStream and the STOP_* reasons, FrameQueue
     threads       CaptureThread, OutputThread, CallbackSink
     styles        FrameStylizer, bgr_stylizer, Style, StyleCycler, Controls
@@ -25,4 +24,7 @@ One module per job; import what you need from the module that does it:
     summary       VideoSummary, stage_stats
     opencv_build  gstreamer_available, gui_available
     errors        VideoError, SourceError
+
+Frame sizes (``--frame-size``, ``--capture-size``, the even sizes encoders store) are
+``runtime.sizes``'s, as every size of the project.
 """

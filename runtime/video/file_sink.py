@@ -9,9 +9,9 @@ from typing import List, Optional, Tuple
 
 import cv2
 
+from ..sizes import Size
 from .errors import VideoError, one_line
 from .frames import Frame
-from .sizes import even_size
 
 FOURCC_BY_SUFFIX = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".mkv": "mp4v", ".avi": "MJPG"}
 
@@ -71,7 +71,7 @@ class VideoFileSink:
     def _open(self, height: int, width: int) -> None:
         # The encoders behind OpenCV (mp4v, H.264) store even sizes only and silently drop an odd
         # row or column; write the even size on purpose (frames are scaled to it) and report it.
-        height, width = even_size(height, width)
+        height, width = Size(height, width).even()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=f".tmp{self.path.suffix}",
                                     dir=str(self.path.parent))
