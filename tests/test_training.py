@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from infusionnet.models import build_model, load_checkpoint, save_official_checkpoint
-from infusionnet.models.data import collate_pairs
-from infusionnet.models.losses import vgg_layers
-from infusionnet.models.training import (TrainConfig, Trainer, TrainingError, find_resume_checkpoint,
+from infusionnet.models.train.data import collate_pairs
+from infusionnet.models.train.losses import vgg_layers
+from infusionnet.models.train.trainer import (TrainConfig, Trainer, TrainingError, find_resume_checkpoint,
                                          lr_factor, read_training_state, resume_config, train)
 
 CROP = 32

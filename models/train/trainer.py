@@ -39,13 +39,13 @@ from torch import Tensor, nn
 from infusionnet.runtime.errors import InfusionNetError
 from infusionnet.runtime.fileio import atomic_path
 
-from .checkpoint import (PARTS, detect_variant, load_checkpoint, save_checkpoint, save_official_checkpoint,
-                         torch_load_weights_only)
-from .hed_vgg import is_hed_spec, load_hed_vgg
+from ..checkpoint import (PARTS, detect_variant, load_checkpoint, save_checkpoint, save_official_checkpoint,
+                          torch_load_weights_only)
+from ..networks import VARIANTS, StyleTransferNetwork, build_model, validate_content_size, validate_style_size
 from .data import RESIZE_MODES, DrawSampler, PairStream, make_loader
+from .hed_vgg import is_hed_spec, load_hed_vgg
 from .losses import (DEFAULT_LOSS_WEIGHTS, DEFAULT_NEGATIVES, VGG_TAPS, LossWeights, StyleTransferLoss,
                      VGGEncoder, load_vgg, output_side, random_vgg, style_side)
-from .networks import VARIANTS, StyleTransferNetwork, build_model, validate_content_size, validate_style_size
 
 STATE_FORMAT = "infusionnet-edge-train/1"
 OPTIMIZER_KEYS = {"E": "optim_E", "S": "optim_S", "G": "optim_G"}

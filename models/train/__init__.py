@@ -1,0 +1,1 @@
+"""Training InfusionNet / AesFA (docs/training.md), apart from the networks it trains."""
