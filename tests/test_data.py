@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from infusionnet.models.train.data import (DataError, DrawSampler, PairStream, collate_pairs, list_images, make_loader,
-                                     random_crop, resize_for_crop)
+from infusionnet.models.train.data import (DataError, DrawSampler, PairStream, collate_pairs, list_images,
+                                           make_loader, random_crop, resize_for_crop)
 from infusionnet.runtime.images import denormalize
 
 
