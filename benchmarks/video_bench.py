@@ -8,7 +8,7 @@ Three numbers for one stylizer at one frame size:
 - live: a synthetic camera paced at ``camera_fps`` through the pipeline with the live drop
   policy - frames per second actually shown, and how many the camera offered.
 
-The stylizer follows runtime.video.FrameStylizer with its style already set; nothing here imports
+The stylizer follows runtime.video.styles.FrameStylizer with its style already set; nothing here imports
 torch, so the same function measures the ONNX Runtime or TensorRT path on a Jetson.
 """
 import tempfile
@@ -20,7 +20,9 @@ import cv2
 import numpy as np
 
 from infusionnet.benchmarks.timing import latency_stats, measure
-from infusionnet.runtime import video
+from infusionnet.runtime.video.file_sink import VideoFileSink
+from infusionnet.runtime.video.pipeline import run_pipeline
+from infusionnet.runtime.video.summary import VideoSummary
 
 
 def synthetic_frame(index: int, size: Tuple[int, int]) -> np.ndarray:
@@ -88,13 +90,12 @@ def video_benchmark(stylizer, size: Tuple[int, int] = (256, 256), frames: int = 
             writer.write(clip_frames[i % len(clip_frames)])
         writer.release()
         capture = cv2.VideoCapture(str(clip))
-        file_summary = video.run_pipeline(capture, stylizer, live=False, label="synthetic clip",
-                                          sinks=[video.VideoFileSink(Path(tmp) / "out.mp4", camera_fps)])
+        file_summary = run_pipeline(capture, stylizer, live=False, label="synthetic clip",
+                                    sinks=[VideoFileSink(Path(tmp) / "out.mp4", camera_fps)])
         capture.release()
         camera = SyntheticCamera(clip_frames, camera_fps, count=max(1, int(camera_fps * camera_seconds)))
-        live_summary = video.run_pipeline(camera, stylizer, live=True, label="synthetic camera",
-                                          sinks=[video.VideoFileSink(Path(tmp) / "live.mp4", camera_fps,
-                                                                     real_time=True)])
+        live_summary = run_pipeline(camera, stylizer, live=True, label="synthetic camera",
+                                    sinks=[VideoFileSink(Path(tmp) / "live.mp4", camera_fps, real_time=True)])
     return {
         "size": f"{height}x{width}",
         "frames": frames,
@@ -105,7 +106,7 @@ def video_benchmark(stylizer, size: Tuple[int, int] = (256, 256), frames: int = 
     }
 
 
-def _pipeline_row(summary: video.VideoSummary) -> Dict[str, object]:
+def _pipeline_row(summary: VideoSummary) -> Dict[str, object]:
     return {"fps": summary.fps, "frames_in": summary.frames_in, "frames_out": summary.frames_out,
             "dropped": summary.dropped, "seconds": summary.seconds,
             "stages": {name: dict(stats) for name, stats in summary.stages.items()}}

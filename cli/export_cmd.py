@@ -1,6 +1,7 @@
 """`infusionnet export`: `onnx` writes verified ONNX graphs; `check-trt` checks them for TensorRT."""
 import argparse
 
+from infusionnet.export.calibration import CALIBRATION_METHODS, DEFAULT_CALIBRATION_METHOD
 from infusionnet.runtime.errors import InfusionNetError
 from infusionnet.runtime.model_choice import CHECKPOINT_HELP
 
@@ -112,7 +113,7 @@ def _register_onnx(commands) -> None:
                         "Runtime), cpu (ONNX Runtime CPU only, ~1.5x faster there) or openvino (NNCF, for "
                         "--backend openvino) (default: tensorrt)")
     p.add_argument("--calibration", metavar="DIR", help="INT8 calibration images (default: the built-in samples)")
-    p.add_argument("--calibration-method", choices=("minmax", "entropy", "percentile"), default="minmax",
+    p.add_argument("--calibration-method", choices=CALIBRATION_METHODS, default=DEFAULT_CALIBRATION_METHOD,
                    help="INT8 calibration method (default: %(default)s)")
     p.add_argument("--calibration-batches", type=int, default=16, metavar="N",
                    help="use at most N batches of calibration images (default: %(default)s)")

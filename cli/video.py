@@ -92,16 +92,19 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from infusionnet.runtime import video
     from infusionnet.runtime.fileio import check_output_location
+    from infusionnet.runtime.video.display import check_display
+    from infusionnet.runtime.video.file_sink import fourcc_for
+    from infusionnet.runtime.video.sizes import even_size, parse_hw
+    from infusionnet.runtime.video.sources import SOURCE_HELP, parse_source
 
     # Everything cheap is checked before a model loads or a camera opens.
-    size = video.parse_hw(args.size, "--size") if args.size else None
-    if size and args.output and video.even_size(*size) != size:
-        even = "x".join(str(v) for v in video.even_size(*size))
+    size = parse_hw(args.size, "--size") if args.size else None
+    if size and args.output and even_size(*size) != size:
+        even = "x".join(str(v) for v in even_size(*size))
         raise InfusionNetError(f"--size {args.size}: video files store even sizes only (the encoder would drop "
                                f"the odd row/column); use --size {even}")
-    capture_size = video.parse_hw(args.capture_size, "--capture-size") if args.capture_size else None
+    capture_size = parse_hw(args.capture_size, "--capture-size") if args.capture_size else None
     for option, value in (("--max-fps", args.max_fps), ("--capture-fps", args.capture_fps),
                           ("--stall-timeout", args.stall_timeout)):
         if value is not None and not value > 0:
@@ -112,36 +115,41 @@ def run(args) -> int:
     if args.benchmark:
         return _benchmark(args, styles, size)
     if not args.input:
-        raise InfusionNetError("--input is required: " + video.SOURCE_HELP)
+        raise InfusionNetError("--input is required: " + SOURCE_HELP)
     if not args.output and not args.display:
         raise InfusionNetError("nothing to do: give --output FILE and/or --display")
     if args.output:
         if Path(args.output).exists() and not args.overwrite:
             raise InfusionNetError(f"{args.output} already exists (pass --overwrite to replace it)")
-        video.fourcc_for(Path(args.output), args.fourcc)
+        fourcc_for(Path(args.output), args.fourcc)
         check_output_location(args.output)  # before the model loads and a frame runs
     if args.display:
-        video.check_display()
-    spec = video.parse_source(args.input)  # fail on a missing file before loading the model
+        check_display()
+    spec = parse_source(args.input)  # fail on a missing file before loading the model
     _check_frame_budget(spec, size, args.max_pixels)
 
     stylizer = make_stylizer(args)
     try:
-        return _stylize(args, video, stylizer, styles, spec, size, capture_size)
+        return _stylize(args, stylizer, styles, spec, size, capture_size)
     finally:
         close = getattr(stylizer, "close", None)
         if close:
             close()
 
 
-def _stylize(args, video, stylizer, styles, spec, size, capture_size) -> int:
-    controls = video.Controls()
+def _stylize(args, stylizer, styles, spec, size, capture_size) -> int:
+    from infusionnet.runtime.video.display import DisplaySink
+    from infusionnet.runtime.video.errors import VideoError
+    from infusionnet.runtime.video.styles import Controls
+    from infusionnet.runtime.video.stylize import stylize_video
+
+    controls = Controls()
     print(f"stylizing {spec.label} -> " + " and ".join(filter(None, [args.output, "window" if args.display else ""]))
-          + (f" with {len(styles)} styles ({video.DisplaySink.KEYS_HELP})" if args.display and len(styles) > 1 else "")
+          + (f" with {len(styles)} styles ({DisplaySink.KEYS_HELP})" if args.display and len(styles) > 1 else "")
           + "; Ctrl-C stops and keeps what was done", file=sys.stderr)
     with _progress(spec, args) as sinks:  # SIGTERM arrives as KeyboardInterrupt (cli.main)
         try:
-            summary = video.stylize_video(
+            summary = stylize_video(
                 args.input, stylizer, styles, output=args.output, display=args.display, size=size,
                 capture_size=capture_size, capture_fps=args.capture_fps, max_fps=args.max_fps,
                 overlay=args.overlay, stall_timeout=args.stall_timeout, fourcc=args.fourcc,
@@ -154,7 +162,7 @@ def _stylize(args, video, stylizer, styles, spec, size, capture_size) -> int:
     print("\n".join(summary.lines()))
     if not summary.produced:
         reason = summary.message or summary.stop_reason
-        raise video.VideoError(f"no frame was stylized ({reason})")
+        raise VideoError(f"no frame was stylized ({reason})")
     return 0
 
 
@@ -175,8 +183,9 @@ def _check_frame_budget(spec, size, max_pixels: int) -> None:
 
 
 def style_list(arg: str):
-    """--style as video.Style entries: one image, a sample, or every image of a folder (sorted)."""
-    from infusionnet.runtime import images, samples, video
+    """--style as video Style entries: one image, a sample, or every image of a folder (sorted)."""
+    from infusionnet.runtime import images, samples
+    from infusionnet.runtime.video.styles import Style
 
     path = samples.resolve_image_arg(arg)
     if Path(path).is_dir():
@@ -188,12 +197,12 @@ def style_list(arg: str):
             raise InfusionNetError(f"{arg}: no such style image")
         paths = [Path(path)]
     # Images load when first selected, so a big folder does not slow the start.
-    return [video.Style(Path(p).stem, (lambda p=p: images.read_image(p))) for p in paths]
+    return [Style(Path(p).stem, (lambda p=p: images.read_image(p))) for p in paths]
 
 
 def make_stylizer(args):
     """A FrameStylizer (BGR frames in and out): the runtime Stylizer for --model, else PyTorch."""
-    from infusionnet.runtime import video
+    from infusionnet.runtime.video.styles import bgr_stylizer
 
     if args.model:
         try:
@@ -206,7 +215,7 @@ def make_stylizer(args):
         # Opened here, on the thread that will run inference: CUDA contexts are per thread.
         stylizer = Stylizer(args.model, backend=args.backend, checkpoint=args.checkpoint,
                             max_pixels=getattr(args, "max_pixels", None), **options).open()
-        return video.bgr_stylizer(stylizer)
+        return bgr_stylizer(stylizer)
     return TorchFrameStylizer.from_args(args)
 
 
@@ -297,7 +306,7 @@ def _progress(spec, args):
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from infusionnet.runtime import video
+    from infusionnet.runtime.video.threads import CallbackSink
 
     total = None
     if not spec.live:
@@ -311,4 +320,4 @@ def _progress(spec, args):
                TextColumn("{task.description}")]
     with Progress(*columns, transient=True) as progress:
         task = progress.add_task("", total=total)
-        yield [video.CallbackSink(lambda frame: progress.update(task, advance=1, description=frame.style))]
+        yield [CallbackSink(lambda frame: progress.update(task, advance=1, description=frame.style))]

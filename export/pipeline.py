@@ -29,7 +29,8 @@ from infusionnet.runtime.manifest import Manifest, TensorSpec
 
 from . import calibration as calib
 from .graphs import GRAPH_KINDS, build_graph_specs
-from .precision import CALIBRATION_METHODS, INT8_OPS_BY_TARGET, INT8_TARGETS, PRECISIONS, to_fp16, to_int8
+from .calibration import CALIBRATION_METHODS, DEFAULT_CALIBRATION_METHOD
+from .precision import INT8_OPS_BY_TARGET, INT8_TARGETS, PRECISIONS, to_fp16, to_int8
 from .simplify import dynamic_weight_convs, simplify
 from .trace import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, exportable, trace
 from .openvino_int8 import is_openvino_ir, quantize_for_openvino
@@ -69,7 +70,7 @@ class ExportConfig:
     dynamic_size: bool = False
     precision: str = "fp32"
     calibration: Optional[str] = None
-    calibration_method: str = "minmax"
+    calibration_method: str = DEFAULT_CALIBRATION_METHOD
     int8_target: Optional[str] = None  # "tensorrt" (default for int8), "cpu" or "openvino"; see precision.py
     calibration_batches: int = DEFAULT_CALIBRATION_BATCHES
     int8_keep_float: Tuple[str, ...] = ()  # static-weight nodes left in float (int8_sensitivity)

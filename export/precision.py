@@ -33,6 +33,7 @@ from typing import Optional, Sequence
 import onnx
 
 from . import cpu_int8
+from .calibration import CALIBRATION_METHODS, DEFAULT_CALIBRATION_METHOD
 from .simplify import check_graph, dynamic_weight_convs, topological_sort
 from .trace import ExportError
 
@@ -40,7 +41,6 @@ PRECISIONS = ("fp32", "fp16", "int8")
 # Kept in FP32 inside FP16 graphs.
 FP32_OPS = ("InstanceNormalization", "ReduceMean", "ReduceSum", "ReduceSumSquare", "ReduceL2",
             "GlobalAveragePool", "MatMul", "Pow", "Sqrt", "Reciprocal")
-CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 # Quantized operator types. Conv carries almost all of the compute; quantizing the elementwise
 # ops (Add, LeakyRelu, Resize, Pad) between them too would save little on TensorRT, which fuses
 # them into the convolutions anyway, and adds rounding at every octave cross path.
@@ -130,7 +130,7 @@ class _SingleFeed:
         return feed
 
 
-def to_int8(source: Path, target: Path, reader, method: str = "minmax", pre_process: bool = False,
+def to_int8(source: Path, target: Path, reader, method: str = DEFAULT_CALIBRATION_METHOD, pre_process: bool = False,
             int8_target: str = "tensorrt", calibration_source: Optional[Path] = None,
             keep_float: Sequence[str] = (), calibration_cache: Optional[Path] = None,
             placement: Optional[str] = None) -> Path:

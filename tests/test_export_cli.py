@@ -6,6 +6,7 @@ import onnx
 import pytest
 
 from export_cases import small_tensors_for_module  # noqa: F401 (fixtures)
+from infusionnet.export.calibration import DEFAULT_CALIBRATION_METHOD
 from infusionnet.cli.main import main
 from infusionnet.runtime.fileio import file_sha256
 from infusionnet.runtime.manifest import (MANIFEST_NAME, Manifest, graph_metadata,
@@ -55,7 +56,7 @@ def test_int8_split_export_writes_graphs_and_manifest(int8_split):
     assert all(c["passed"] for c in verification["checks"])
     assert verification["worst"]["min_range_psnr_db"] >= 25.0
     # INT8 calibration on the samples, dynamic convs left in float.
-    assert data["calibration"]["method"] == "minmax" and data["calibration"]["batches"] == 2
+    assert data["calibration"]["method"] == DEFAULT_CALIBRATION_METHOD and data["calibration"]["batches"] == 2
     assert data["calibration"]["float_dynamic_convs"] == {"style": 0, "content": 6}  # one folded conv per AdaConv
     # The TensorRT summary (from export.trt_compat) for each version.
     trt = data["trt_compat"]

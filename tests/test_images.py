@@ -1,4 +1,4 @@
-"""runtime/images.py: reading, writing, resize policies, network sizes, normalization, helpers.
+"""runtime/images/: reading, writing, resize policies, network sizes, normalization, helpers.
 
 Images are tiny and built here; compressed files with EXIF tags, truncation and lying headers
 are crafted byte by byte, so every branch of the readers is exercised on purpose.
@@ -15,7 +15,8 @@ import pytest
 
 from infusionnet.runtime import images
 from infusionnet.runtime.errors import InfusionNetError
-from infusionnet.runtime.images import ImageError
+from infusionnet.runtime.images import ImageError, headers
+from infusionnet.runtime.images import read as image_read
 
 
 # --------------------------------------------------------------------------------------------
@@ -202,7 +203,7 @@ def test_sixteen_bit_alpha_and_gray_alpha(tmp_path):
     np.testing.assert_array_equal(rgb[0], [[0, 255, 0], [255, 255, 255]])
     # OpenCV returns gray+alpha PNGs as BGRA, but the converter also takes 2-channel arrays.
     gray_alpha = np.array([[[10, 255], [10, 0]]], np.uint8)
-    np.testing.assert_array_equal(images._to_rgb8(gray_alpha), [[[10] * 3, [255] * 3]])
+    np.testing.assert_array_equal(image_read._to_rgb8(gray_alpha), [[[10] * 3, [255] * 3]])
 
 
 # --------------------------------------------------------------------------------------------
@@ -232,7 +233,7 @@ def test_png_exif_orientation_with_alpha_keeps_both(tmp_path, orientation):
     stored = noise(6, 10, seed=orientation, channels=4)       # BGRA with random alpha
     data = png_with_chunk(encode(".png", stored), png_chunk(b"eXIf", exif_tiff(orientation)))
     rgb = images.read_image(write_bytes(tmp_path, "o.png", data))
-    upright = images._to_rgb8(stored)                         # composite without orientation
+    upright = image_read._to_rgb8(stored)                     # composite without orientation
     np.testing.assert_array_equal(rgb, EXPECTED_ORIENTATION[orientation](upright))
 
 
@@ -319,7 +320,7 @@ def test_huge_dimensions_are_refused_before_decoding(tmp_path, monkeypatch):
     jpeg = bytearray(encode(".jpg", noise(8, 8)))
     sof = jpeg.find(b"\xff\xc0")
     jpeg[sof + 5:sof + 9] = struct.pack(">HH", 60000, 60000)
-    monkeypatch.setattr(images.cv2, "imdecode", no_decoding)
+    monkeypatch.setattr(image_read.cv2, "imdecode", no_decoding)
     assert_read_error(write_bytes(tmp_path, "bomb.png", bytes(png)), "400.0 megapixels", "limit")
     assert_read_error(write_bytes(tmp_path, "bomb.jpg", bytes(jpeg)), "3600.0 megapixels")
 
@@ -335,7 +336,7 @@ def test_max_pixels_is_configurable_and_checked_after_decoding_too(tmp_path):
 @pytest.mark.parametrize("ext", [".png", ".jpg", ".webp", ".bmp", ".tiff"])
 def test_header_dimensions_match_the_decoded_image(ext):
     data = encode(ext, noise(13, 29))
-    assert images._inspect(data).size == (13, 29)
+    assert headers.read_header(data).size == (13, 29)
 
 
 # --------------------------------------------------------------------------------------------

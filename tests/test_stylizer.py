@@ -49,7 +49,7 @@ def test_onnxruntime_and_torch_stylizers_agree_with_the_model(split, frame, styl
 
 
 def test_style_switching_and_bgr(split, frame, styles):
-    stylizer = Stylizer(split)  # opens on first use, as runtime/video.py uses it
+    stylizer = Stylizer(split)  # opens on first use, as the video pipeline (runtime/video/) uses it
     content = images.normalize(frame[:32, :40])
 
     def raw():  # the untrained net's uint8 output is nearly flat grey: compare the float output

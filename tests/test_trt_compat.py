@@ -11,9 +11,13 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from infusionnet.export import trt_compat
-from infusionnet.export.trt_compat import (TrtCheckError, check_model, check_trt_compat, format_report,
-                                           load_rules, main_check, parse_trt_version)
+from infusionnet.export.trt_compat import (TrtCheckError, check_model, check_trt_compat, format_report, main_check,
+                                           parse_trt_version)
+from infusionnet.export.trt_compat.presentation import report_text
+from infusionnet.export.trt_compat.registry import CHECKS
+from infusionnet.export.trt_compat.report import Report
+from infusionnet.export.trt_compat.rules import load_rules
+from infusionnet.export.trt_compat.versions import supported_ops
 from infusionnet.runtime.errors import InfusionNetError
 
 ALL_VERSIONS = ["8.2", "8.4", "8.5", "8.6", "10", "10.3", "10.15"]
@@ -124,14 +128,14 @@ def test_rules_file_is_complete_and_sourced():
     ids = [r["id"] for r in rules["rules"]]
     assert len(ids) == len(set(ids))
     for rule in rules["rules"]:
-        assert rule["check"] in trt_compat.CHECKS, rule["id"]
+        assert rule["check"] in CHECKS, rule["id"]
         assert rule["sources"] and rule["confirmed"] and rule["description"], rule["id"]
         for level in rule["levels"]:
             assert level["severity"] in ("error", "warning", "info")
     for profile, info in rules["versions"].items():
         assert info["ops_source"] and info["ops_derivation"] and info["opset_max"] >= 13
     # The lists encode what the docs say about the operators this project cares about.
-    ops = {v: trt_compat.supported_ops(parse_trt_version(v)) for v in ALL_VERSIONS}
+    ops = {v: supported_ops(parse_trt_version(v)) for v in ALL_VERSIONS}
     assert "NonZero" not in ops["8.2"] and "NonZero" in ops["8.5"]
     assert "LayerNormalization" not in ops["8.5"] and "LayerNormalization" in ops["8.6"]
     assert "DeformConv" not in ops["10"] and "DeformConv" in ops["10.3"]
@@ -498,7 +502,7 @@ def test_format_report_is_a_rich_table(export_dir):
     report = check_trt_compat(export_dir, "8.2")
     table = format_report(report)
     assert isinstance(table, Table) and table.row_count >= 2
-    assert "conv-dynamic-weights" in trt_compat.report_text(report)
+    assert "conv-dynamic-weights" in report_text(report)
     assert json.dumps(report.to_dict())  # full findings, JSON-able too
 
 
@@ -509,7 +513,7 @@ def test_table_collapses_a_rule_that_fires_on_many_nodes():
     model = make(nodes, [vinfo("x", [1, 4, 8, 8])], [vinfo("p5", None)], [pads])
     graph = run(model, "8.5")
     assert len(findings(graph, "pad-reflect-edge")) == 6
-    report = trt_compat.Report(parse_trt_version("8.5"), [graph])
+    report = Report(parse_trt_version("8.5"), [graph])
     # 2 reflect rows + "and 4 more" + the INT64 pads note
     assert format_report(report, max_per_rule=2).row_count == 4
     assert format_report(report, max_per_rule=10).row_count == 7
@@ -549,7 +553,7 @@ def test_tf_half_pixel_nearest_rounding_is_an_error_on_every_version(version):
 
 
 def test_tensorrt_8_4_is_the_ga_release():
-    ops = trt_compat.supported_ops(parse_trt_version("8.4"))
+    ops = supported_ops(parse_trt_version("8.4"))
     assert {"HardSwish", "RandomNormal", "RandomNormalLike", "Shrink"} <= ops
     model = clean_model()
     model.opset_import[0].version = 17

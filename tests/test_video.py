@@ -12,7 +12,18 @@ import cv2
 import numpy as np
 import pytest
 
-from infusionnet.runtime import video as V
+from infusionnet.runtime.video import display
+from infusionnet.runtime.video.display import DisplaySink
+from infusionnet.runtime.video.errors import SourceError, VideoError
+from infusionnet.runtime.video.file_sink import audio_mux_command, fourcc_for
+from infusionnet.runtime.video.frames import (STOP_DROPPED, STOP_END, STOP_ERROR, STOP_INTERRUPTED, STOP_QUIT,
+                                              STOP_STALLED, EndOfStream, Frame, FrameQueue)
+from infusionnet.runtime.video.opencv_build import gstreamer_available, gui_available
+from infusionnet.runtime.video.sizes import parse_hw
+from infusionnet.runtime.video.sources import SourceSpec, csi_pipeline, open_source, parse_source
+from infusionnet.runtime.video.styles import Controls, Style, bgr_stylizer
+from infusionnet.runtime.video.stylize import stylize_video
+from infusionnet.runtime.video.threads import CallbackSink
 from infusionnet.runtime.errors import InfusionNetError
 
 HEIGHT, WIDTH = 48, 64
@@ -99,8 +110,8 @@ class Invert:
         return out
 
 
-def solid_style(value: int, name: str = None) -> V.Style:
-    return V.Style(name or f"style{value}", lambda: np.full((96, 96, 3), value, np.uint8))
+def solid_style(value: int, name: str = None) -> Style:
+    return Style(name or f"style{value}", lambda: np.full((96, 96, 3), value, np.uint8))
 
 
 class FakeLive:
@@ -154,20 +165,20 @@ def no_temp_files(folder: Path):
 
 def test_parse_source_kinds(tmp_path):
     clip = write_video(tmp_path / "clip.avi", 2)
-    assert V.parse_source("0") == V.SourceSpec("camera", 0, "camera 0")
-    assert V.parse_source(" 2 ").target == 2
-    assert V.parse_source("/dev/video1").kind == "camera"
-    url = V.parse_source("rtsp://admin:secret@10.0.0.5:554/stream1")
+    assert parse_source("0") == SourceSpec("camera", 0, "camera 0")
+    assert parse_source(" 2 ").target == 2
+    assert parse_source("/dev/video1").kind == "camera"
+    url = parse_source("rtsp://admin:secret@10.0.0.5:554/stream1")
     assert (url.kind, url.live, url.target) == ("url", True, "rtsp://admin:secret@10.0.0.5:554/stream1")
     assert "secret" not in url.label and "admin:***@10.0.0.5" in url.label
-    assert V.parse_source("http://host/video.mjpg").kind == "url"
-    gst = V.parse_source("videotestsrc ! videoconvert ! appsink sync=false")
+    assert parse_source("http://host/video.mjpg").kind == "url"
+    gst = parse_source("videotestsrc ! videoconvert ! appsink sync=false")
     assert (gst.kind, gst.live) == ("gstreamer", True)
-    csi = V.parse_source("csi:1")
+    csi = parse_source("csi:1")
     assert csi.kind == "csi" and csi.live and "sensor-id=1 " in csi.target
-    file = V.parse_source(str(clip))
+    file = parse_source(str(clip))
     assert (file.kind, file.live, file.target) == ("file", False, str(clip))
-    assert V.parse_source(str(tmp_path / "frames_%04d.png")).kind == "file"  # an image sequence pattern
+    assert parse_source(str(tmp_path / "frames_%04d.png")).kind == "file"  # an image sequence pattern
 
 
 @pytest.mark.parametrize("text, words", [
@@ -177,19 +188,19 @@ def test_parse_source_kinds(tmp_path):
     ("", ["empty --input"]),
 ])
 def test_parse_source_errors(text, words):
-    with pytest.raises(V.SourceError) as info:
-        V.parse_source(text)
+    with pytest.raises(SourceError) as info:
+        parse_source(text)
     assert all(word in str(info.value) for word in words)
     assert isinstance(info.value, InfusionNetError)
 
 
 def test_parse_source_refuses_a_folder(tmp_path):
-    with pytest.raises(V.SourceError, match="is a folder"):
-        V.parse_source(str(tmp_path))
+    with pytest.raises(SourceError, match="is a folder"):
+        parse_source(str(tmp_path))
 
 
 def test_csi_pipeline_default_is_the_documented_chain():
-    assert V.csi_pipeline(0) == (
+    assert csi_pipeline(0) == (
         "nvarguscamerasrc sensor-id=0 ! "
         "video/x-raw(memory:NVMM), width=1920, height=1080, framerate=30/1, format=NV12 ! "
         "nvvidconv flip-method=0 ! video/x-raw, width=1920, height=1080, format=BGRx ! "
@@ -197,17 +208,17 @@ def test_csi_pipeline_default_is_the_documented_chain():
 
 
 def test_csi_pipeline_options():
-    pipe = V.csi_pipeline(1, width=1280, height=720, fps=29.97, flip_method=2, output_size=(360, 640))
+    pipe = csi_pipeline(1, width=1280, height=720, fps=29.97, flip_method=2, output_size=(360, 640))
     elements = [e.strip() for e in pipe.split("!")]
     assert elements[0] == "nvarguscamerasrc sensor-id=1"
     assert "width=1280, height=720" in elements[1] and "framerate=30000/1001" in elements[1]
     assert elements[2] == "nvvidconv flip-method=2"
     assert elements[3] == "video/x-raw, width=640, height=360, format=BGRx"  # scaled by the VIC, not the CPU
     assert elements[-1] == "appsink drop=true max-buffers=1"
-    assert "framerate=60/1" in V.csi_pipeline(0, fps=60)
+    assert "framerate=60/1" in csi_pipeline(0, fps=60)
     # parse_source forwards capture size, rate and the processing size
-    spec = V.parse_source("csi:0", csi_size=(720, 1280), csi_fps=60, output_size=(256, 448))
-    assert spec.target == V.csi_pipeline(0, width=1280, height=720, fps=60, output_size=(256, 448))
+    spec = parse_source("csi:0", csi_size=(720, 1280), csi_fps=60, output_size=(256, 448))
+    assert spec.target == csi_pipeline(0, width=1280, height=720, fps=60, output_size=(256, 448))
 
 
 @pytest.mark.parametrize("kwargs, words", [
@@ -220,20 +231,20 @@ def test_csi_pipeline_options():
 def test_csi_pipeline_rejects_bad_values(kwargs, words):
     args = dict(sensor_id=0)
     args.update(kwargs)
-    with pytest.raises(V.SourceError, match=words):
-        V.csi_pipeline(**args)
+    with pytest.raises(SourceError, match=words):
+        csi_pipeline(**args)
 
 
 def test_unopenable_file_camera_and_pipeline_give_clear_errors(tmp_path):
     fake = tmp_path / "notes.mp4"
     fake.write_text("this is not a video")
-    with pytest.raises(V.SourceError, match="notes.mp4: cannot open as a video"):
-        V.open_source(V.parse_source(str(fake)))
-    with pytest.raises(V.SourceError, match=r"camera 57: cannot open it .*video devices found"):
-        V.open_source(V.parse_source("57"), timeout=5)
-    if not V.gstreamer_available():
-        with pytest.raises(V.SourceError, match="no GStreamer support"):
-            V.open_source(V.parse_source("csi:0"))
+    with pytest.raises(SourceError, match="notes.mp4: cannot open as a video"):
+        open_source(parse_source(str(fake)))
+    with pytest.raises(SourceError, match=r"camera 57: cannot open it .*video devices found"):
+        open_source(parse_source("57"), timeout=5)
+    if not gstreamer_available():
+        with pytest.raises(SourceError, match="no GStreamer support"):
+            open_source(parse_source("csi:0"))
 
 
 def test_opening_that_hangs_times_out():
@@ -243,13 +254,13 @@ def test_opening_that_hangs_times_out():
         release.wait(10)
 
     start = time.perf_counter()
-    with pytest.raises(V.SourceError, match="camera 5: opening timed out after 0.2 s"):
-        V.open_source(V.parse_source("5"), timeout=0.2, opener=hanging)
+    with pytest.raises(SourceError, match="camera 5: opening timed out after 0.2 s"):
+        open_source(parse_source("5"), timeout=0.2, opener=hanging)
     assert time.perf_counter() - start < 1.5
     # streams get FFmpeg's own open timeout plus a margin, so FFmpeg gives up first and cleanly
     start = time.perf_counter()
-    with pytest.raises(V.SourceError, match="opening timed out"):
-        V.open_source(V.parse_source("rtsp://camera.invalid/stream"), timeout=0.2, opener=hanging)
+    with pytest.raises(SourceError, match="opening timed out"):
+        open_source(parse_source("rtsp://camera.invalid/stream"), timeout=0.2, opener=hanging)
     assert 2.0 <= time.perf_counter() - start < 3.5
     release.set()
 
@@ -261,7 +272,7 @@ def test_stream_urls_get_ffmpeg_timeouts():
         seen.update(target=target, api=api, params=params)
         return FakeLive()
 
-    V.open_source(V.parse_source("rtsp://cam/1"), timeout=3, opener=opener)
+    open_source(parse_source("rtsp://cam/1"), timeout=3, opener=opener)
     assert seen["api"] == cv2.CAP_FFMPEG
     if hasattr(cv2, "CAP_PROP_OPEN_TIMEOUT_MSEC"):
         assert seen["params"] == [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, 3000, cv2.CAP_PROP_READ_TIMEOUT_MSEC, 3000]
@@ -272,7 +283,7 @@ def test_stream_urls_get_ffmpeg_timeouts():
 
 
 def test_lossless_queue_blocks_until_the_consumer_takes():
-    q = V.FrameQueue(2, drop_oldest=False)
+    q = FrameQueue(2, drop_oldest=False)
     assert q.put(1) and q.put(2)
     result = []
     producer = threading.Thread(target=lambda: result.append(q.put(3)))
@@ -285,11 +296,11 @@ def test_lossless_queue_blocks_until_the_consumer_takes():
 
 
 def test_dropping_queue_keeps_the_newest_and_close_releases_producers():
-    q = V.FrameQueue(1, drop_oldest=True)
+    q = FrameQueue(1, drop_oldest=True)
     for i in range(5):
         assert q.put(i)
     assert q.get(0.1) == 4 and q.dropped == 4 and q.high_water == 1
-    blocking = V.FrameQueue(1, drop_oldest=False)
+    blocking = FrameQueue(1, drop_oldest=False)
     blocking.put("a")
     result = []
     producer = threading.Thread(target=lambda: result.append(blocking.put("b")))
@@ -298,8 +309,8 @@ def test_dropping_queue_keeps_the_newest_and_close_releases_producers():
     blocking.close()
     producer.join(1)
     assert result == [False] and not producer.is_alive()
-    blocking.finish(V.EndOfStream(V.STOP_END))  # the end marker always gets through
-    assert isinstance(blocking.get(0.1), V.EndOfStream)
+    blocking.finish(EndOfStream(STOP_END))  # the end marker always gets through
+    assert isinstance(blocking.get(0.1), EndOfStream)
     with pytest.raises(Exception):
         q.get(0.01)
 
@@ -312,9 +323,9 @@ def test_file_keeps_every_frame_in_order_and_is_playable(tmp_path):
     clip = write_video(tmp_path / "clip.avi", 30, fps=12.0)
     seen = []
     out = tmp_path / "out" / "styled.avi"
-    summary = V.stylize_video(str(clip), Invert(), [solid_style(7)], output=str(out),
-                              extra_sinks=[V.CallbackSink(lambda f: seen.append(f.index))])
-    assert summary.stop_reason == V.STOP_END and summary.message == ""
+    summary = stylize_video(str(clip), Invert(), [solid_style(7)], output=str(out),
+                              extra_sinks=[CallbackSink(lambda f: seen.append(f.index))])
+    assert summary.stop_reason == STOP_END and summary.message == ""
     assert (summary.frames_in, summary.frames_out, summary.dropped) == (30, 30, 0)
     assert seen == list(range(30))
     frames, (fps, width, height) = read_video(out)
@@ -332,8 +343,8 @@ def test_frames_equal_single_image_stylization(tmp_path):
     clip = write_video(tmp_path / "clip.avi", 12)
     out = tmp_path / "styled.mkv"
     before_encoding = []
-    V.stylize_video(str(clip), Invert(), [solid_style(200)], output=str(out), fourcc="FFV1",
-                    extra_sinks=[V.CallbackSink(lambda f: before_encoding.append(f.image.copy()))])
+    stylize_video(str(clip), Invert(), [solid_style(200)], output=str(out), fourcc="FFV1",
+                    extra_sinks=[CallbackSink(lambda f: before_encoding.append(f.image.copy()))])
     reference = Invert()
     reference.set_style(np.full((96, 96, 3), 200, np.uint8))
     expected = [reference.stylize(frame) for frame in read_video(clip)[0]]
@@ -347,7 +358,7 @@ def test_frames_equal_single_image_stylization(tmp_path):
 def test_size_option_resizes_frames_and_output(tmp_path):
     clip = write_video(tmp_path / "clip.avi", 5)
     out = tmp_path / "small.mp4"
-    summary = V.stylize_video(str(clip), Invert(), [solid_style(1)], output=str(out), size=(32, 40))
+    summary = stylize_video(str(clip), Invert(), [solid_style(1)], output=str(out), size=(32, 40))
     frames, (fps, width, height) = read_video(out)
     assert (len(frames), width, height, fps) == (5, 40, 32, 12.0)
     assert summary.input_size == (HEIGHT, WIDTH) and summary.output_size == (32, 40)
@@ -358,8 +369,8 @@ def test_size_option_resizes_frames_and_output(tmp_path):
 def test_ctrl_c_mid_run_leaves_a_valid_finalized_file(tmp_path):
     clip = write_video(tmp_path / "clip.avi", 40)
     out = tmp_path / "out.mp4"
-    summary = V.stylize_video(str(clip), Invert(interrupt_at=10), [solid_style(1)], output=str(out))
-    assert summary.stop_reason == V.STOP_INTERRUPTED and summary.produced
+    summary = stylize_video(str(clip), Invert(interrupt_at=10), [solid_style(1)], output=str(out))
+    assert summary.stop_reason == STOP_INTERRUPTED and summary.produced
     frames, (fps, width, height) = read_video(out)
     assert len(frames) == summary.frames_out == 10 and (width, height) == (WIDTH, HEIGHT)
     assert [read_index(f, inverted=True) for f in frames] == list(range(10))
@@ -369,8 +380,8 @@ def test_ctrl_c_mid_run_leaves_a_valid_finalized_file(tmp_path):
 def test_interrupt_before_any_frame_writes_nothing(tmp_path):
     clip = write_video(tmp_path / "clip.avi", 5)
     out = tmp_path / "out.mp4"
-    summary = V.stylize_video(str(clip), Invert(interrupt_at=0), [solid_style(1)], output=str(out))
-    assert summary.stop_reason == V.STOP_INTERRUPTED and not summary.produced
+    summary = stylize_video(str(clip), Invert(interrupt_at=0), [solid_style(1)], output=str(out))
+    assert summary.stop_reason == STOP_INTERRUPTED and not summary.produced
     assert not out.exists() and no_temp_files(tmp_path) and summary.output is None
 
 
@@ -378,7 +389,7 @@ def test_stylizer_error_still_finalizes_the_file_then_raises(tmp_path):
     clip = write_video(tmp_path / "clip.avi", 20)
     out = tmp_path / "out.avi"
     with pytest.raises(RuntimeError, match="backend exploded") as info:
-        V.stylize_video(str(clip), Invert(fail_at=6), [solid_style(1)], output=str(out))
+        stylize_video(str(clip), Invert(fail_at=6), [solid_style(1)], output=str(out))
     assert info.value.summary.frames_out == 6
     assert len(read_video(out)[0]) == 6 and no_temp_files(tmp_path)
 
@@ -386,16 +397,16 @@ def test_stylizer_error_still_finalizes_the_file_then_raises(tmp_path):
 def test_max_fps_throttles(tmp_path):
     clip = write_video(tmp_path / "clip.avi", 6)
     start = time.perf_counter()
-    summary = V.stylize_video(str(clip), Invert(), [solid_style(1)], output=str(tmp_path / "o.avi"), max_fps=20)
+    summary = stylize_video(str(clip), Invert(), [solid_style(1)], output=str(tmp_path / "o.avi"), max_fps=20)
     assert time.perf_counter() - start >= 5 / 20 and summary.frames_out == 6
 
 
 def test_overlay_draws_fps_and_latency(tmp_path):
     clip = write_video(tmp_path / "clip.avi", 3)
     plain, marked = [], []
-    V.stylize_video(str(clip), Invert(), [solid_style(1)], extra_sinks=[V.CallbackSink(lambda f: plain.append(f.image))])
-    V.stylize_video(str(clip), Invert(), [solid_style(1)], overlay=True,
-                    extra_sinks=[V.CallbackSink(lambda f: marked.append(f.image))])
+    stylize_video(str(clip), Invert(), [solid_style(1)], extra_sinks=[CallbackSink(lambda f: plain.append(f.image))])
+    stylize_video(str(clip), Invert(), [solid_style(1)], overlay=True,
+                    extra_sinks=[CallbackSink(lambda f: marked.append(f.image))])
     corner = (slice(0, 12), slice(0, 40))
     assert not np.array_equal(plain[2][corner], marked[2][corner])
     np.testing.assert_array_equal(plain[2][30:], marked[2][30:])  # the rest is untouched
@@ -411,13 +422,13 @@ def test_reused_output_buffer_is_copied(tmp_path):
 
     clip = write_video(tmp_path / "clip.avi", 8)
     got = []
-    V.stylize_video(str(clip), Reuses(), [solid_style(1)], extra_sinks=[V.CallbackSink(lambda f: got.append(f.image))])
+    stylize_video(str(clip), Reuses(), [solid_style(1)], extra_sinks=[CallbackSink(lambda f: got.append(f.image))])
     assert [read_index(f, inverted=True) for f in got] == list(range(8))
 
 
 def test_style_switches_at_run_time_and_each_is_encoded_once(tmp_path):
     clip = write_video(tmp_path / "clip.avi", 12)
-    controls = V.Controls()
+    controls = Controls()
 
     def switch(stylizer, frame):
         if stylizer.calls in (4, 8):
@@ -425,8 +436,8 @@ def test_style_switches_at_run_time_and_each_is_encoded_once(tmp_path):
 
     stylizer = Invert(on_call=switch)
     stamps = []
-    summary = V.stylize_video(str(clip), stylizer, [solid_style(10, "ten"), solid_style(20, "twenty")],
-                              controls=controls, extra_sinks=[V.CallbackSink(lambda f: stamps.append(int(f.image[-1, 0, 0])))])
+    summary = stylize_video(str(clip), stylizer, [solid_style(10, "ten"), solid_style(20, "twenty")],
+                              controls=controls, extra_sinks=[CallbackSink(lambda f: stamps.append(int(f.image[-1, 0, 0])))])
     assert summary.styles_used == ["ten", "twenty", "ten"]
     assert stylizer.styles_set == [10, 20, 10]
     assert stamps[0] == 10 and stamps[-1] == 10 and 20 in stamps
@@ -450,7 +461,7 @@ def test_bgr_adapter_for_rgb_stylizers():
 
     frame = np.full((4, 4, 3), 100, np.uint8)
     for inner in (RGBOnly(), Flag()):
-        out = V.bgr_stylizer(inner).stylize(frame)
+        out = bgr_stylizer(inner).stylize(frame)
         assert out[..., 2].max() == 0 and out[..., 0].min() == 100  # red is BGR channel 2
 
 
@@ -467,10 +478,10 @@ def test_drop_policy_under_a_slow_stylizer_keeps_the_newest_frames(tmp_path):
 
     stylizer = Invert(delay=0.03, on_call=check_fresh)  # ~30 fps consumer
     seen = []
-    summary = V.stylize_video("0", stylizer, [solid_style(1)], output=str(tmp_path / "live.avi"),
-                              extra_sinks=[V.CallbackSink(lambda f: seen.append(f.index))],
+    summary = stylize_video("0", stylizer, [solid_style(1)], output=str(tmp_path / "live.avi"),
+                              extra_sinks=[CallbackSink(lambda f: seen.append(f.index))],
                               opener=fake_opener(source))
-    assert summary.live and summary.stop_reason == V.STOP_DROPPED
+    assert summary.live and summary.stop_reason == STOP_DROPPED
     assert summary.dropped > 0 and summary.frames_out < summary.frames_in
     assert summary.frames_in == summary.frames_out + summary.dropped + summary.unprocessed
     assert summary.max_queue["capture"] == 1 and summary.max_queue["output"] <= 4  # never grows
@@ -486,8 +497,8 @@ def test_live_recording_repeats_frames_to_keep_real_time(tmp_path):
     source = FakeLive(count=40, interval=0.01, fps=50.0)  # 0.4 s of a 50 fps camera
     out = tmp_path / "live.avi"
     times = []
-    summary = V.stylize_video("0", Invert(delay=0.04), [solid_style(1)], output=str(out), opener=fake_opener(source),
-                              extra_sinks=[V.CallbackSink(lambda f: times.append(f.t_read))])
+    summary = stylize_video("0", Invert(delay=0.04), [solid_style(1)], output=str(out), opener=fake_opener(source),
+                              extra_sinks=[CallbackSink(lambda f: times.append(f.t_read))])
     frames, (fps, _, _) = read_video(out)
     assert fps == 50.0 and len(frames) == summary.frames_written
     assert summary.frames_written > summary.frames_out  # gaps filled
@@ -500,9 +511,9 @@ def test_live_recording_repeats_frames_to_keep_real_time(tmp_path):
 def test_source_that_dies_mid_stream_ends_cleanly(tmp_path):
     source = FakeLive(die_at=7, interval=0.0)
     out = tmp_path / "out.avi"
-    summary = V.stylize_video("rtsp://cam/live", Invert(), [solid_style(1)], output=str(out),
+    summary = stylize_video("rtsp://cam/live", Invert(), [solid_style(1)], output=str(out),
                               opener=fake_opener(source))
-    assert summary.stop_reason == V.STOP_DROPPED
+    assert summary.stop_reason == STOP_DROPPED
     assert "stopped delivering frames after 7" in summary.message
     assert summary.produced and len(read_video(out)[0]) >= 1 and no_temp_files(tmp_path)
 
@@ -510,8 +521,8 @@ def test_source_that_dies_mid_stream_ends_cleanly(tmp_path):
 def test_source_read_error_is_reported_and_the_file_kept(tmp_path):
     source = FakeLive(raise_at=5, interval=0.0)
     out = tmp_path / "out.avi"
-    summary = V.stylize_video("1", Invert(), [solid_style(1)], output=str(out), opener=fake_opener(source))
-    assert summary.stop_reason == V.STOP_ERROR
+    summary = stylize_video("1", Invert(), [solid_style(1)], output=str(out), opener=fake_opener(source))
+    assert summary.stop_reason == STOP_ERROR
     assert "camera 1: reading failed after 5 frames: connection reset by peer" in summary.message
     assert out.exists() and len(read_video(out)[0]) >= 1
 
@@ -521,12 +532,12 @@ def test_stalled_source_times_out_instead_of_hanging(tmp_path):
     out = tmp_path / "out.avi"
     start = time.perf_counter()
     try:
-        summary = V.stylize_video("0", Invert(), [solid_style(1)], output=str(out), stall_timeout=0.3,
+        summary = stylize_video("0", Invert(), [solid_style(1)], output=str(out), stall_timeout=0.3,
                                   opener=fake_opener(source))
     finally:
         source.unblock.set()
     assert time.perf_counter() - start < 3
-    assert summary.stop_reason == V.STOP_STALLED and "no frame for 0.3 s" in summary.message
+    assert summary.stop_reason == STOP_STALLED and "no frame for 0.3 s" in summary.message
     assert "--stall-timeout" in summary.message
     assert summary.frames_in == 3 and summary.frames_out + summary.dropped == 3
     assert summary.frames_out >= 1 and len(read_video(out)[0]) >= 1
@@ -537,25 +548,25 @@ def test_source_that_never_gives_a_frame_produces_nothing(tmp_path):
     source = FakeLive(block_at=0)
     out = tmp_path / "out.avi"
     try:
-        summary = V.stylize_video("0", Invert(), [solid_style(1)], output=str(out), stall_timeout=0.2,
+        summary = stylize_video("0", Invert(), [solid_style(1)], output=str(out), stall_timeout=0.2,
                                   opener=fake_opener(source))
     finally:
         source.unblock.set()
-    assert summary.stop_reason == V.STOP_STALLED and not summary.produced
+    assert summary.stop_reason == STOP_STALLED and not summary.produced
     assert not out.exists() and no_temp_files(tmp_path)
 
 
 def test_quit_request_stops_a_live_run(tmp_path):
-    controls = V.Controls()
+    controls = Controls()
     source = FakeLive(interval=0.005)
 
     def quit_later(stylizer, frame):
         if stylizer.calls == 5:
             controls.quit.set()
 
-    summary = V.stylize_video("0", Invert(on_call=quit_later), [solid_style(1)], output=str(tmp_path / "o.avi"),
+    summary = stylize_video("0", Invert(on_call=quit_later), [solid_style(1)], output=str(tmp_path / "o.avi"),
                               controls=controls, opener=fake_opener(source))
-    assert summary.stop_reason == V.STOP_QUIT and summary.frames_out >= 5
+    assert summary.stop_reason == STOP_QUIT and summary.frames_out >= 5
 
 
 # ---------------------------------------------------------------------------------------------
@@ -563,27 +574,27 @@ def test_quit_request_stops_a_live_run(tmp_path):
 
 
 def test_output_and_display_options_are_checked_first(tmp_path):
-    with pytest.raises(V.VideoError, match="nothing to do"):
-        V.stylize_video("0", Invert(), [solid_style(1)])
-    with pytest.raises(V.VideoError, match="unknown video container .webm"):
-        V.stylize_video("0", Invert(), [solid_style(1)], output=str(tmp_path / "x.webm"))
-    with pytest.raises(V.VideoError, match="4 characters"):
-        V.fourcc_for(tmp_path / "x.avi", "H264X")
-    assert V.fourcc_for(Path("a.MP4")) == "mp4v" and V.fourcc_for(Path("a.avi")) == "MJPG"
+    with pytest.raises(VideoError, match="nothing to do"):
+        stylize_video("0", Invert(), [solid_style(1)])
+    with pytest.raises(VideoError, match="unknown video container .webm"):
+        stylize_video("0", Invert(), [solid_style(1)], output=str(tmp_path / "x.webm"))
+    with pytest.raises(VideoError, match="4 characters"):
+        fourcc_for(tmp_path / "x.avi", "H264X")
+    assert fourcc_for(Path("a.MP4")) == "mp4v" and fourcc_for(Path("a.avi")) == "MJPG"
 
 
-@pytest.mark.skipif(V.gui_available(), reason="this OpenCV has GUI support")
+@pytest.mark.skipif(gui_available(), reason="this OpenCV has GUI support")
 def test_display_on_headless_opencv_says_what_to_install():
-    with pytest.raises(V.VideoError, match="pip install opencv-python"):
-        V.stylize_video("0", Invert(), [solid_style(1)], display=True)
+    with pytest.raises(VideoError, match="pip install opencv-python"):
+        stylize_video("0", Invert(), [solid_style(1)], display=True)
 
 
 def test_display_keys_drive_the_controls(monkeypatch):
     keys = iter([ord("n"), ord("p"), ord("n"), 27])
-    monkeypatch.setattr(V, "check_display", lambda: None)
-    monkeypatch.setattr(V.cv2, "waitKey", lambda delay: next(keys))
-    controls = V.Controls()
-    sink = V.DisplaySink(controls)
+    monkeypatch.setattr(display, "check_display", lambda: None)
+    monkeypatch.setattr(display.cv2, "waitKey", lambda delay: next(keys))
+    controls = Controls()
+    sink = DisplaySink(controls)
     for _ in range(3):
         sink.poll()
     assert controls.take_style_step() == 1 and not controls.quit.is_set()
@@ -594,7 +605,7 @@ def test_display_keys_drive_the_controls(monkeypatch):
 def test_audio_not_kept_says_so_without_ffmpeg(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     clip = write_video(tmp_path / "clip.avi", 3)
-    summary = V.stylize_video(str(clip), Invert(), [solid_style(1)], output=str(tmp_path / "o.mp4"))
+    summary = stylize_video(str(clip), Invert(), [solid_style(1)], output=str(tmp_path / "o.mp4"))
     assert summary.audio.startswith("audio not kept: ffmpeg not found")
 
 
@@ -615,7 +626,7 @@ def test_audio_is_muxed_with_ffmpeg_when_present(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(bin_dir))
     clip = write_video(tmp_path / "clip.avi", 4)
     out = tmp_path / "o.mp4"
-    summary = V.stylize_video(str(clip), Invert(), [solid_style(1)], output=str(out))
+    summary = stylize_video(str(clip), Invert(), [solid_style(1)], output=str(out))
     assert summary.audio == "audio kept (copied from the input)"
     calls = log.read_text().splitlines()
     assert len(calls) == 2 and "-map 1:a? -c:v copy -c:a copy -shortest" in calls[1]
@@ -623,16 +634,16 @@ def test_audio_is_muxed_with_ffmpeg_when_present(tmp_path, monkeypatch):
 
 
 def test_audio_mux_command():
-    cmd = V.audio_mux_command("ffmpeg", "v.mp4", "in.mov", "out.mp4", "aac")
+    cmd = audio_mux_command("ffmpeg", "v.mp4", "in.mov", "out.mp4", "aac")
     assert cmd[cmd.index("-c:a") + 1] == "aac" and cmd[-1] == "out.mp4"
     assert cmd.index("v.mp4") < cmd.index("in.mov") and "-shortest" in cmd
 
 
 def test_parse_hw():
-    assert V.parse_hw("360x640") == (360, 640) and V.parse_hw(" 32X48 ") == (32, 48)
+    assert parse_hw("360x640") == (360, 640) and parse_hw(" 32X48 ") == (32, 48)
     for bad in ("640", "0x10", "axb", "10x10x3"):
-        with pytest.raises(V.VideoError, match="HEIGHTxWIDTH"):
-            V.parse_hw(bad, "--size")
+        with pytest.raises(VideoError, match="HEIGHTxWIDTH"):
+            parse_hw(bad, "--size")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -720,7 +731,7 @@ def test_cli_refuses_to_overwrite_and_headless_display(tiny_clip, tmp_path, caps
     existing.write_bytes(b"keep me")
     assert main(["video", "--input", str(tiny_clip), "-o", str(existing)]) == 2
     assert "already exists" in capsys.readouterr().err and existing.read_bytes() == b"keep me"
-    if not V.gui_available():
+    if not gui_available():
         assert main(["video", "--input", str(tiny_clip), "--display"]) == 2
         assert "opencv-python" in capsys.readouterr().err
 
@@ -764,21 +775,21 @@ def test_cli_with_an_onnx_export_matches_the_runtime_stylizer(tiny_clip, tmp_pat
 
 
 def test_display_window_closed_quits_but_unsupported_property_does_not(monkeypatch):
-    monkeypatch.setattr(V, "check_display", lambda: None)
+    monkeypatch.setattr(display, "check_display", lambda: None)
     for name in ("namedWindow", "imshow", "destroyWindow"):
-        monkeypatch.setattr(V.cv2, name, lambda *args: None)
-    monkeypatch.setattr(V.cv2, "waitKey", lambda delay: -1)
-    frame = V.Frame(0, np.zeros((4, 4, 3), np.uint8), 0.0, 0.0)
+        monkeypatch.setattr(display.cv2, name, lambda *args: None)
+    monkeypatch.setattr(display.cv2, "waitKey", lambda delay: -1)
+    frame = Frame(0, np.zeros((4, 4, 3), np.uint8), 0.0, 0.0)
     answers = iter([-1.0, -1.0, -1.0])  # a backend without WND_PROP_VISIBLE
-    monkeypatch.setattr(V.cv2, "getWindowProperty", lambda *args: next(answers))
-    controls = V.Controls()
-    sink = V.DisplaySink(controls)
+    monkeypatch.setattr(display.cv2, "getWindowProperty", lambda *args: next(answers))
+    controls = Controls()
+    sink = DisplaySink(controls)
     for _ in range(3):
         sink.write(frame)
     assert not controls.quit.is_set()
     answers = iter([1.0, 1.0, 0.0])  # visible, then closed by the user
-    controls = V.Controls()
-    sink = V.DisplaySink(controls)
+    controls = Controls()
+    sink = DisplaySink(controls)
     sink.write(frame)
     sink.write(frame)
     assert not controls.quit.is_set()
