@@ -244,7 +244,7 @@ def run_check(model_dir, backend: str = "onnxruntime", checkpoint=None, sizes: O
     Floors: the precision's defaults, then ``floors_file[precision]``, then ``floor_overrides``.
     """
     from infusionnet.runtime.stylizer import make_backends, open_model_dir
-    from infusionnet.runtime.torch_backend import TorchBackend, baked_style, reference_model
+    from infusionnet.models.torch_backend import TorchBackend, baked_style, reference_model
 
     kind, manifest, index = open_model_dir(model_dir)
     if backend == "torch":

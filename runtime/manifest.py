@@ -44,6 +44,8 @@ ROLES = ("full", "style", "content", "baked")
 GRAPH_KINDS = {"full": ("full",), "split": ("style", "content"), "baked": ("baked",)}
 PRECISIONS = ("fp32", "fp16", "int8")
 DTYPES = ("float32", "float16", "int8", "uint8", "int32", "int64", "bool")
+# Symbolic names of the content height and width in the shapes of a --dynamic-size export.
+HEIGHT, WIDTH = "height", "width"
 REQUIRED_FIELDS = ("format", "graph_kind", "variant", "precision", "opset", "batch", "content_size",
                    "dynamic_size", "style_size", "normalization", "checkpoint", "exporter", "graphs")
 # Facts copied onto every graph as ONNX metadata_props (values are JSON text).

@@ -14,10 +14,11 @@ import torch
 from export_cases import small_tensors_for_module, exported_by_case  # noqa: F401 (fixtures)
 from export_cases import CONTENT_SIZE, STYLE_SIZE
 from infusionnet.export import calibration as calib
-from infusionnet.export.graphs import HEIGHT, WIDTH, decode, kernel_names
 from infusionnet.export.pipeline import second_size, verification_feeds
 from infusionnet.export.simplify import FORBIDDEN_OPS, conv_groups, dynamic_weight_convs, initializer_names
 from infusionnet.export.verify import TorchReference, verify
+from infusionnet.models.stages import decode, kernel_names
+from infusionnet.runtime.manifest import HEIGHT, WIDTH
 
 FAST = [("full", "infusionnet", 1, False), ("full", "aesfa", 2, True),
         ("split", "infusionnet", 1, False), ("split", "aesfa", 2, True),
