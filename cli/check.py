@@ -149,8 +149,9 @@ def run(args) -> int:
     return 0 if report.passed else 1
 
 
-def run_check(model_dir, backend: str = "onnxruntime", checkpoint=None, sizes: Optional[Sequence[Tuple[int, int]]] = None,
-              samples: int = 1, floor_overrides: Optional[Mapping[str, Any]] = None,
+def run_check(model_dir, backend: str = "onnxruntime", checkpoint=None,
+              sizes: Optional[Sequence[Tuple[int, int]]] = None, samples: int = 1,
+              floor_overrides: Optional[Mapping[str, Any]] = None,
               floors_file: Optional[Mapping[str, Mapping[str, Any]]] = None, reference_device: str = "cpu",
               log=None, **options):
     """Compare ``backend`` on ``model_dir`` with the PyTorch FP32 model; options go to the backend.
@@ -184,8 +185,9 @@ def run_check(model_dir, backend: str = "onnxruntime", checkpoint=None, sizes: O
     if limits and manifest.dynamic_size:
         shapes = limits["content"]
         profile_hw = tuple((s[2], s[3]) for s in (shapes.min, shapes.opt, shapes.max))
-    cases = image_cases(manifest.batch, manifest.style_size,
-                        check_sizes(manifest.content_size, manifest.dynamic_size, profile_hw, sizes), samples, seed=20250)
+    content_sizes = check_sizes(manifest.content_size, manifest.dynamic_size, profile_hw, sizes)
+    # Its own seed (export verification uses 20240): check's random images stay what they were.
+    cases = image_cases(manifest.batch, manifest.style_size, content_sizes, samples, seed=20250)
     with ExitStack() as stack:
         for item in list(candidates.values()) + list(references.values()):
             stack.enter_context(item)
@@ -196,8 +198,8 @@ def run_check(model_dir, backend: str = "onnxruntime", checkpoint=None, sizes: O
         report = comparator.run(candidates, references, cases, log)
     report.reference += " FP32"
     if untrained_seed(manifest.checkpoint_sha256) is not None:
-        report.notes.append("untrained network (--checkpoint untrained): outputs are nearly flat, so uint8 PSNR/SSIM "
-                            "say little; range PSNR and max abs carry the signal")
+        report.notes.append("untrained network (--checkpoint untrained): outputs are nearly flat, so uint8 "
+                            "PSNR/SSIM say little; range PSNR and max abs carry the signal")
     return report
 
 

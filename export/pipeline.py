@@ -306,6 +306,7 @@ def verification_feeds(config: ExportConfig) -> List[Case]:
     """Fresh random images and one batch of the sample images at the export size; with
     --dynamic-size, random images at a second content size too."""
     sizes = check_sizes(config.content_size, config.dynamic_size)
+    # Its own seed (check uses 20250): the images every manifest's verification record measured.
     return calib.image_cases(config.batch, config.style_size, sizes, samples=[1] + [0] * (len(sizes) - 1), seed=20240)
 
 
