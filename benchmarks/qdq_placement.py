@@ -59,8 +59,8 @@ def measure(config: ExportConfig, placements=QDQ_PLACEMENTS, log=print) -> List[
             layouts = {role: qdq_layout(onnx.load(str(path))) for role, path in paths.items()}
             advice = {role: [f.message for f in check_model(onnx.load(str(path)), "10", role).findings
                              if f.rule_id == "qdq-placement"] for role, path in paths.items()}
-            per_feed = [{"graphs": c.graphs, "inputs": c.inputs, "psnr_db": c.psnr_db, "range_psnr_db": c.range_psnr_db,
-                         "max_abs": c.max_abs} for c in result.checks if c.is_image]
+            per_feed = [{"graphs": c.graphs, "inputs": f"{c.inputs} {c.size}", "psnr_db": c.psnr_db,
+                         "range_psnr_db": c.range_psnr_db, "max_abs": c.max_abs} for c in result.rows if c.is_image]
             results.append({"placement": placement, "min_psnr_db": worst["min_psnr_db"],
                             "min_range_psnr_db": worst["min_range_psnr_db"], "max_abs": worst["max_abs"],
                             "layout": layouts, "qdq_placement_findings": advice, "checks": per_feed})
