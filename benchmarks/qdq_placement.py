@@ -27,6 +27,7 @@ from infusionnet.export.precision import QDQ_PLACEMENTS
 from infusionnet.export.trt_compat import check_model
 from infusionnet.export.verify import TorchReference, verify
 from infusionnet.runtime.manifest import GRAPH_KINDS
+from infusionnet.runtime.model_choice import CHECKPOINT_HELP
 
 
 def qdq_layout(model: onnx.ModelProto) -> Dict[str, int]:
@@ -41,7 +42,7 @@ def qdq_layout(model: onnx.ModelProto) -> Dict[str, int]:
 
 
 def measure(config: ExportConfig, placements=QDQ_PLACEMENTS, log=print) -> List[dict]:
-    loaded = load_model(config, warn=lambda message: log(message))
+    loaded = load_model(config)
     model = loaded.model
     baked = bake_kernels(model, style_tensor(config.style_image, config.style_size)[0]) \
         if config.graph == "baked" else None
@@ -59,8 +60,8 @@ def measure(config: ExportConfig, placements=QDQ_PLACEMENTS, log=print) -> List[
             layouts = {role: qdq_layout(onnx.load(str(path))) for role, path in paths.items()}
             advice = {role: [f.message for f in check_model(onnx.load(str(path)), "10", role).findings
                              if f.rule_id == "qdq-placement"] for role, path in paths.items()}
-            per_feed = [{"graphs": c.graphs, "inputs": c.inputs, "psnr_db": c.psnr_db, "range_psnr_db": c.range_psnr_db,
-                         "max_abs": c.max_abs} for c in result.checks if c.is_image]
+            per_feed = [{"graphs": c.graphs, "inputs": f"{c.inputs} {c.size}", "psnr_db": c.psnr_db,
+                         "range_psnr_db": c.range_psnr_db, "max_abs": c.max_abs} for c in result.rows if c.is_image]
             results.append({"placement": placement, "min_psnr_db": worst["min_psnr_db"],
                             "min_range_psnr_db": worst["min_range_psnr_db"], "max_abs": worst["max_abs"],
                             "layout": layouts, "qdq_placement_findings": advice, "checks": per_feed})
@@ -75,7 +76,7 @@ def measure(config: ExportConfig, placements=QDQ_PLACEMENTS, log=print) -> List[
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m infusionnet.benchmarks.qdq_placement",
                                      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", help="checkpoint (default: the export's default, untrained seed 0)")
+    parser.add_argument("--checkpoint", help=CHECKPOINT_HELP)
     parser.add_argument("--graph", choices=tuple(GRAPH_KINDS), default="split")
     parser.add_argument("--size", type=int, default=256, help="square content size (default: %(default)s)")
     parser.add_argument("--style-size", type=int, default=256)
@@ -96,7 +97,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if unknown:
         parser.error(f"--placements: unknown {', '.join(unknown)} (choose from {', '.join(QDQ_PLACEMENTS)})")
     results = measure(config, placements)
-    summary = {"checkpoint": args.checkpoint or "untrained seed 0", "graph": args.graph, "size": args.size,
+    summary = {"checkpoint": args.checkpoint or "bundled default model", "graph": args.graph, "size": args.size,
                "style_size": args.style_size, "results": results}
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=2) + "\n")

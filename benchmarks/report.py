@@ -9,6 +9,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from infusionnet.runtime.fileio import atomic_path
+from infusionnet.runtime.metrics import PSNR_CAP
 
 CSV_COLUMNS = ("backend", "precision", "compute_precision", "graph", "mode", "size", "batch", "status", "median_ms",
                "p90_ms", "p99_ms", "mean_ms", "std_ms", "fps", "speedup", "speedup_min", "speedup_max", "rounds",
@@ -215,7 +216,7 @@ def write_plots(directory: Path, rows: Sequence[dict]) -> List[Path]:
     markers = {size: "osD^v<>p"[index % 8] for index, size in enumerate(sizes)}
     fig, ax = plt.subplots(figsize=(8, 4.8))
     for row in measured:
-        psnr = min(row["accuracy"]["psnr_db"], 100.0)  # identical outputs sit at the cap
+        psnr = min(row["accuracy"]["psnr_db"], PSNR_CAP)  # identical outputs sit at the cap
         ax.scatter(row["speedup"], psnr, s=40, color=colours[f"{row['backend']} {row['precision']} {row['graph']}"],
                    marker=markers[row["size"]])
     handles = [Line2D([], [], color=colours[name], marker="o", linestyle="", label=name) for name in names]

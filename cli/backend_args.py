@@ -2,6 +2,8 @@
 
 ``--backend`` chooses what runs an export or engine directory; each backend's own knobs (here
 OpenVINO's compute precision) are named once and turned into the backend's options once.
+``load_backend`` makes the chosen backend available to the runtime: the command line is the top
+layer, where the torch-free runtime and the PyTorch backend beside the networks are put together.
 """
 from infusionnet.runtime.backend import BACKENDS
 
@@ -25,3 +27,11 @@ def backend_options(args, backend: str) -> dict:
     if backend == "openvino":
         return {"precision": args.ov_precision}
     return {}
+
+
+def load_backend(backend: str) -> None:
+    """Make ``backend`` buildable by the runtime's ``Stylizer``/``make_backends``. The runtime
+    builds its own backends; the PyTorch one lives with the networks and registers itself when
+    imported, which needs torch: so it is imported only when asked for."""
+    if backend == "torch":
+        import infusionnet.models.torch_backend  # noqa: F401  (registers "torch" with the runtime)

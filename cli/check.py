@@ -1,11 +1,27 @@
-"""`infusionnet check`: accuracy of an export or engine directory against the PyTorch model."""
+"""`infusionnet check`: an exported form against the PyTorch FP32 model, on the same inputs.
+
+The candidate (ONNX Runtime, OpenVINO or TensorRT on an export/engine directory, or PyTorch
+itself at FP16) and the reference (the PyTorch FP32 model the export came from, found through
+the manifest) are handed to the accuracy comparator (``runtime.compare``), which runs them on
+the same inputs (random images and the built-in sample images, at the export's size, and for
+dynamic-size graphs at several sizes: a TensorRT engine's profile min, opt and max) and judges
+every stylized image against the floors of the precision that ran (``runtime.floors``,
+configurable). Export verification runs the same comparator (``export/verify.py``).
+"""
 import argparse
+import json
 from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence, Tuple
 
 from infusionnet.runtime.errors import InfusionNetError
+from infusionnet.runtime.floors import FLOORS
 
 from .backend_args import add_backend_argument
 from .options import SIZES_HELP
+
+# What the floors table's precisions are, in the help.
+FLOOR_NOTES = {"fp16": "(PSNR: the lower of uint8 PSNR and range PSNR)",
+               "bf16": "(OpenVINO computing an FP32 export in BF16)"}
 
 DESCRIPTION = """\
 Run an exported form and the PyTorch FP32 model it came from on the same inputs, and compare.
@@ -21,16 +37,14 @@ For each: max abs and mean abs error, PSNR and SSIM of the uint8 images and rang
 against the reference's own range); split exports also report the kernels. Every stylized image
 must meet the precision's floors:
 
-  fp32   max abs <= 1e-3, SSIM >= 0.99
-  fp16   PSNR >= 40 dB, SSIM >= 0.97      (PSNR: the lower of uint8 PSNR and range PSNR)
-  int8   PSNR >= 25 dB, SSIM >= 0.80
-  bf16   PSNR >= 30 dB, SSIM >= 0.95      (OpenVINO computing an FP32 export in BF16)
+{floors}
 
 OpenVINO's floors follow the precision it actually ran (read back from the compiled model), not
 the export's: its default on CPUs with BF16 computes FP32 graphs in BF16.
 
 Exit status: 0 when every floor is met, 1 when one is missed, 2 for bad arguments.
-"""
+""".format(floors="\n".join(f"  {precision:6} {floors.describe():34}{FLOOR_NOTES.get(precision, '')}".rstrip()
+                            for precision, floors in FLOORS.items()))
 
 EPILOG = """\
 examples:
@@ -121,7 +135,8 @@ def run(args) -> int:
 
     from rich.console import Console
 
-    from infusionnet.benchmarks.accuracy import load_floors_file, print_report, run_check, write_report
+    from infusionnet.runtime.compare import print_report
+    from infusionnet.runtime.floors import load_floors_file
 
     floors_file = load_floors_file(args.floors) if args.floors else None
     path = json_path(args)
@@ -129,7 +144,80 @@ def run(args) -> int:
         report = run_check(args.model_dir, args.backend, args.checkpoint, sizes, args.samples, overrides, floors_file,
                            reference_device=args.device, **backend_options(args))
     print_report(report, Console(highlight=False))
-    write_report(report, path)
+    write_report(report, path, args.model_dir, args.backend)
     missed = sum(not row.passed for row in report.rows)
     print(f"check {'passed' if report.passed else f'FAILED: {missed} rows missed a floor'}; results in {path}")
     return 0 if report.passed else 1
+
+
+def run_check(model_dir, backend: str = "onnxruntime", checkpoint=None,
+              sizes: Optional[Sequence[Tuple[int, int]]] = None, samples: int = 1,
+              floor_overrides: Optional[Mapping[str, Any]] = None,
+              floors_file: Optional[Mapping[str, Mapping[str, Any]]] = None, reference_device: str = "cpu",
+              log=None, **options):
+    """Compare ``backend`` on ``model_dir`` with the PyTorch FP32 model; options go to the backend.
+    Returns the comparator's ``Report``.
+
+    Floors: the precision's defaults, then ``floors_file[precision]``, then ``floor_overrides``.
+    """
+    from contextlib import ExitStack
+
+    from infusionnet.export.calibration import image_cases
+    from infusionnet.runtime.compare import Comparator, check_sizes
+    from infusionnet.runtime.floors import floors_for
+    from infusionnet.runtime.manifest import FRAME_ROLES
+    from infusionnet.runtime.model_choice import untrained_seed
+    from infusionnet.runtime.stylizer import make_backends, open_model_dir
+    from infusionnet.models.torch_backend import TorchBackend, baked_style, reference_model
+
+    kind, manifest, index = open_model_dir(model_dir)
+    if backend == "torch":
+        precision = "fp16" if options.get("fp16") else "fp32"
+    else:
+        precision = index.get("precision", manifest.precision) if kind == "tensorrt" else manifest.precision
+    candidates = make_backends(model_dir, backend, checkpoint, **options)
+    model = reference_model(manifest, checkpoint)
+    references = {}
+    for role, graph in manifest.graphs.items():
+        extra = {"baked_style": baked_style(manifest)} if role == "baked" else {}
+        references[role] = TorchBackend.from_graph(graph, model, device=reference_device, **extra)
+    profile_hw = None
+    frames_role = FRAME_ROLES[manifest.graph_kind]
+    limits = candidates[frames_role].profile()
+    if limits and manifest.dynamic_size:
+        shapes = limits["content"]
+        profile_hw = tuple((s[2], s[3]) for s in (shapes.min, shapes.opt, shapes.max))
+    content_sizes = check_sizes(manifest.content_size, manifest.dynamic_size, profile_hw, sizes)
+    # Its own seed (export verification uses 20240): check's random images stay what they were.
+    cases = image_cases(manifest.batch, manifest.style_size, content_sizes, samples, seed=20250)
+    with ExitStack() as stack:
+        for item in list(candidates.values()) + list(references.values()):
+            stack.enter_context(item)
+        precision = ran_precision(candidates[frames_role], precision)
+        overrides = dict((floors_file or {}).get(precision, {}))
+        overrides.update(floor_overrides or {})
+        comparator = Comparator(precision, floors_for(precision, overrides), ssim=True)
+        report = comparator.run(candidates, references, cases, log)
+    report.reference += " FP32"
+    if untrained_seed(manifest.checkpoint_sha256) is not None:
+        report.notes.append("untrained network (--checkpoint untrained): outputs are nearly flat, so uint8 "
+                            "PSNR/SSIM say little; range PSNR and max abs carry the signal")
+    return report
+
+
+def ran_precision(candidate, exported: str) -> str:
+    """The precision the candidate computed in: the export's, except where the backend chose a
+    lower one itself (OpenVINO runs FP32 graphs in BF16 on CPUs that have it, by default)."""
+    computed = getattr(candidate, "compute_precision", None)
+    if exported == "fp32" and computed in FLOORS:
+        return computed
+    return exported
+
+
+def write_report(report, path, model_dir, backend: str) -> None:
+    """The report as JSON, after what was checked with what."""
+    from infusionnet.runtime.fileio import atomic_path
+
+    data = dict({"model_dir": str(model_dir), "backend": backend}, **report.to_dict())
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")

@@ -3,6 +3,7 @@ import argparse
 
 from infusionnet.export.calibration import CALIBRATION_METHODS, DEFAULT_CALIBRATION_METHOD
 from infusionnet.runtime.errors import InfusionNetError
+from infusionnet.runtime.floors import FLOORS
 from infusionnet.runtime.manifest import GRAPH_KINDS, PRECISIONS
 from infusionnet.runtime.sizes import CONTENT_SIZE_HELP, parse_size
 
@@ -121,11 +122,11 @@ def _register_onnx(commands) -> None:
                    help="static-weight layers (ONNX node names) to leave in float in an INT8 export: the ones "
                         "INT8 hurts most, as `python -m infusionnet.benchmarks.int8_sensitivity` finds them")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset, 13..20 (TensorRT 8.2 needs 13) (default: %(default)s)")
-    p.add_argument("--max-abs", type=float, default=1e-3, metavar="E",
+    p.add_argument("--max-abs", type=float, default=FLOORS["fp32"].max_abs, metavar="E",
                    help="FP32 graphs fail verification above this max abs error (default: %(default)g)")
-    p.add_argument("--fp16-min-psnr", type=float, default=40.0, metavar="DB",
+    p.add_argument("--fp16-min-psnr", type=float, default=FLOORS["fp16"].min_psnr_db, metavar="DB",
                    help="FP16 graphs fail verification below this PSNR (default: %(default)g)")
-    p.add_argument("--int8-min-psnr", type=float, default=25.0, metavar="DB",
+    p.add_argument("--int8-min-psnr", type=float, default=FLOORS["int8"].min_psnr_db, metavar="DB",
                    help="INT8 graphs fail verification below this PSNR (default: %(default)g)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     p.set_defaults(func=run_onnx)

@@ -7,7 +7,7 @@ from infusionnet.runtime.errors import InfusionNetError
 from infusionnet.runtime.limits import MAX_WORK_PIXELS
 from infusionnet.runtime.model_choice import DEFAULT_MODEL_SUMMARY
 
-from .backend_args import add_backend_argument, backend_options
+from .backend_args import add_backend_argument, backend_options, load_backend
 from .options import add_model_arguments, add_renamed_argument
 
 DEFAULT_STYLE = "sample:hubble_deep_field"
@@ -234,6 +234,7 @@ def _run_model(args, resize, content_paths, style_paths, inputs) -> int:
             raise InfusionNetError(f"{flag} is not available with --model: the exported graphs output only the "
                                    "stylized image from one style (use the PyTorch path without --model)")
     backend = args.backend or "onnxruntime"
+    load_backend(backend)
     options = backend_options(args, backend)
     output = Path(args.output)
     written = 0

@@ -163,7 +163,9 @@ CONFIG_OPTIONS = ("content_dir", "style_dir", "augment", "crop", "load_size", "r
 
 
 def run(args) -> int:
-    from infusionnet.models.training import TrainConfig, find_resume_checkpoint, resume_config, train
+    from infusionnet.models.train.config import TrainConfig
+    from infusionnet.models.train.state import find_resume_checkpoint, resume_config
+    from infusionnet.models.train.trainer import train
 
     given = {name: getattr(args, name) for name in CONFIG_OPTIONS if hasattr(args, name)}
     main_process = int(os.environ.get("RANK", "0")) == 0

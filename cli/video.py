@@ -9,7 +9,7 @@ from infusionnet.runtime.errors import InfusionNetError
 from infusionnet.runtime.limits import MAX_WORK_PIXELS
 from infusionnet.runtime.model_choice import CHECKPOINT_HELP, describe
 
-from .backend_args import add_backend_argument, backend_options
+from .backend_args import add_backend_argument, backend_options, load_backend
 from .options import add_model_arguments, add_renamed_argument
 
 DEFAULT_STYLE = "sample:hubble_deep_field"
@@ -210,6 +210,7 @@ def make_stylizer(args):
         except ImportError:
             raise InfusionNetError("--model needs the runtime Stylizer (infusionnet.runtime.stylizer), which this "
                                    "installation does not have; use --checkpoint to run the PyTorch model") from None
+        load_backend(args.backend)
         options = backend_options(args, args.backend)
         # Opened here, on the thread that will run inference: CUDA contexts are per thread.
         stylizer = Stylizer(args.model, backend=args.backend, checkpoint=args.checkpoint,
@@ -223,7 +224,7 @@ def torch_stylizer(args):
     from infusionnet.models import validate_style_size
     from infusionnet.models.default_model import resolve_network
     from infusionnet.models.device import torch_device
-    from infusionnet.runtime.torch_backend import network_stylizer
+    from infusionnet.models.torch_backend import network_stylizer
 
     torch_device(args.device)  # before the model loads
     model = resolve_network(args.checkpoint, args.variant, args.seed)[0]

@@ -12,12 +12,16 @@ turns each ``{"content", "style"}`` dict into what one graph takes:
 
 Every feed both iterates and answers ``get_next()``/``rewind()`` (ONNX Runtime's
 CalibrationDataReader protocol), so ``quantize_static`` and the verifier read the same objects.
+
+``image_cases`` gives the accuracy comparator (``runtime.compare``) its inputs: random images and
+the sample pairs, per content size (export verification and ``infusionnet check``).
 """
-from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from infusionnet.runtime.calibration import CalibrationError, CalibrationFeed, CalibrationReader
+from infusionnet.runtime.compare import Case
 from infusionnet.runtime.manifest import CONTENT, STYLE
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
@@ -103,6 +107,25 @@ def random_pairs(batch: int, content_size: Tuple[int, int], style_size: int, cou
     return [{CONTENT: normalize(rng.integers(0, 256, (batch, height, width, 3), dtype=np.uint8)),
              STYLE: normalize(rng.integers(0, 256, (batch, style_size, style_size, 3), dtype=np.uint8))}
             for _ in range(count)]
+
+
+def image_cases(batch: int, style_size: int, sizes: Sequence[Tuple[int, int]], samples: Union[int, Sequence[int]],
+                seed: int) -> List[Case]:
+    """The comparator's inputs, per content size: one batch of random images (seeded ``seed`` +
+    the size's index), then ``samples`` batches of the sample photos x textures (one count for
+    every size, or one per size)."""
+    counts = [samples] * len(sizes) if isinstance(samples, int) else list(samples)
+    content, style, _ = image_pairs(None)
+    cases = []
+    for index, (size, count) in enumerate(zip(sizes, counts)):
+        hw = (int(size[0]), int(size[1]))
+        cases.append(Case("random", hw, random_pairs(batch, hw, style_size, 1, seed=seed + index)[0]))
+        if count:
+            for number, pair in enumerate(PairFeed(content, style, batch, hw, style_size, limit=count)):
+                picked = [(number * batch + i) % len(content) for i in range(batch)]
+                names = ", ".join(f"{content[i].stem} / {style[i].stem}" for i in picked)
+                cases.append(Case("samples", hw, pair, names))
+    return cases
 
 
 class RoleFeed(CalibrationReader):

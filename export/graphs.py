@@ -5,10 +5,12 @@
     content  content, the 18 kernel tensors       -> stylized
     baked    content                              -> stylized, one style's kernels as constants
 
-Kernel tensors keep the model's own names (``AdaOctConv1_1.h.spatial`` ...): ONNX, ONNX Runtime
-and TensorRT take any string as a tensor name, and the dots never clash with the exporter's
-parameter names (those end in ``.weight``/``.bias``). The style graph's outputs and the content
-graph's inputs use the same names, so a runtime chains them by name.
+The stages themselves (``decode``, ``kernel_shapes``) are ``infusionnet.models.stages``, which
+the PyTorch backend runs too. Kernel tensors keep the model's own names
+(``AdaOctConv1_1.h.spatial`` ...): ONNX, ONNX Runtime and TensorRT take any string as a tensor
+name, and the dots never clash with the exporter's parameter names (those end in
+``.weight``/``.bias``). The style graph's outputs and the content graph's inputs use the same
+names, so a runtime chains them by name.
 
 Every graph has a fixed batch B: AdaConv folds the batch into the groups of one convolution
 (``models.blocks.adaconv_batched``), and the number of groups is an attribute.
@@ -17,42 +19,10 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from infusionnet.models.blocks import upsample2
-from infusionnet.runtime.manifest import CONTENT, GRAPH_KINDS, STYLE, STYLIZED
-
-# Symbolic names of the content height and width with --dynamic-size.
-HEIGHT, WIDTH = "height", "width"
-
-
-def decode(model: nn.Module, content: Tensor, kernels: Dict[str, Tensor]) -> Tensor:
-    """The stylized image only. Calls netG directly: the batch is fixed and equal for content and
-    kernels here, and ``model.decode``'s broadcast check compares shape entries, which are
-    tensors (never equal as set members) while the legacy exporter traces."""
-    high, low = model.netG.features(model.encode_content(content), kernels)
-    return stylized_image(model.netG, high, low)
-
-
-def stylized_image(decoder: nn.Module, high: Tensor, low: Tensor) -> Tensor:
-    """``conv4(OctConv3_2((high, low))[0])`` with the 2x upsampling moved to the 3-channel end.
-
-    OctConv3_2 ("last") computes ``r_h * convh(high) + r_l * convl(up2(low))`` and conv4 follows;
-    all three convolutions are 1x1, and nearest upsampling commutes with 1x1 convolutions and
-    sums, so the image equals ``conv4(r_h * convh(high)) + up2(W4 * (r_l * convl(low)))`` (conv4's
-    bias added once). The graph then upsamples 3 channels instead of 32 and runs convl on a
-    quarter of the pixels: the full-resolution Resize was the slowest one (8 ms of ~170 at
-    512x512 on ONNX Runtime's CPU INT8). Same arithmetic, summed in another order.
-    """
-    last, conv4 = decoder.OctConv3_2, decoder.conv4
-    if not all(conv.kernel_size == (1, 1) for conv in (last.convh, last.convl, conv4)):
-        out, _, _ = last((high, low))
-        return conv4(out)
-    r_high, r_low = last.freq_ratio
-    high_image = conv4(last.convh(high) * r_high)
-    low_image = F.conv2d(last.convl(low) * r_low, conv4.weight)
-    return high_image + upsample2(low_image)
+from infusionnet.models.stages import decode, kernel_shapes
+from infusionnet.runtime.manifest import CONTENT, GRAPH_KINDS, HEIGHT, STYLE, STYLIZED, WIDTH
 
 
 class FullGraph(nn.Module):
@@ -109,19 +79,6 @@ class BakedGraph(nn.Module):
 
     def forward(self, content: Tensor) -> Tensor:
         return decode(self.model, content, self.kernels())
-
-
-def kernel_names(model: nn.Module) -> List[str]:
-    """The kernel tensor names, in the model's order (a cheap forward on a dummy code)."""
-    return list(kernel_shapes(model, 1))
-
-
-def kernel_shapes(model: nn.Module, batch: int) -> Dict[str, Tuple[int, ...]]:
-    channels = model.style_channels
-    code = torch.zeros(batch, channels, 3, 3)
-    with torch.no_grad():
-        kernels = model.predict_kernels((code, code))
-    return {name: tuple(tensor.shape) for name, tensor in kernels.items()}
 
 
 @dataclass

@@ -22,19 +22,21 @@ import onnx
 import torch
 
 from infusionnet.runtime import manifest as manifest_schema
+from infusionnet.runtime.compare import Case, Report, check_sizes, print_report
 from infusionnet.runtime.errors import InfusionNetError
 from infusionnet.runtime.fileio import atomic_directory, check_output_location, file_sha256
 from infusionnet.runtime.model_choice import is_untrained
-from infusionnet.runtime.manifest import Manifest, TensorSpec
+from infusionnet.runtime.manifest import Manifest
 
 from . import calibration as calib
 from .graphs import GRAPH_KINDS, build_graph_specs
 from .calibration import CALIBRATION_METHODS, DEFAULT_CALIBRATION_METHOD
+from .onnx_nodes import graph_io
 from .precision import INT8_OPS_BY_TARGET, INT8_TARGETS, PRECISIONS, to_fp16, to_int8
 from .simplify import dynamic_weight_convs, simplify
 from .trace import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, exportable, trace
 from .openvino_int8 import is_openvino_ir, quantize_for_openvino
-from .verify import Tolerances, TorchReference, Verification, print_table, verify
+from .verify import Tolerances, TorchReference, manifest_record, verify
 
 TRT_VERSIONS = ("8.2", "8.5", "8.6", "10")
 DEFAULT_CALIBRATION_BATCHES = 16
@@ -300,25 +302,12 @@ def apply_precision(fp32: Dict[str, Path], config: ExportConfig, directory: Path
 
 # -- step 3: verification -----------------------------------------------------------------------
 
-def verification_feeds(config: ExportConfig) -> List[Tuple[str, calib.Feed]]:
-    """Fresh random images, the sample images, and with --dynamic-size a second content size."""
-    height, width = config.content_size
-    feeds = [(f"random {height}x{width}",
-              calib.random_pairs(config.batch, config.content_size, config.style_size, 1, seed=20240)[0])]
-    content, style, _ = calib.image_pairs(None)
-    samples = calib.PairFeed(content, style, config.batch, config.content_size, config.style_size, limit=1)
-    feeds.append((f"samples {height}x{width}", next(iter(samples))))
-    if config.dynamic_size:
-        other = second_size(config.content_size)
-        feeds.append((f"random {other[0]}x{other[1]}",
-                      calib.random_pairs(config.batch, other, config.style_size, 1, seed=20241)[0]))
-    return feeds
-
-
-def second_size(size: Tuple[int, int]) -> Tuple[int, int]:
-    """Another valid content size, different in both dimensions (checks dynamic graphs)."""
-    height, width = size
-    return height + 16, width + 8
+def verification_feeds(config: ExportConfig) -> List[Case]:
+    """Fresh random images and one batch of the sample images at the export size; with
+    --dynamic-size, random images at a second content size too."""
+    sizes = check_sizes(config.content_size, config.dynamic_size)
+    # Its own seed (check uses 20250): the images every manifest's verification record measured.
+    return calib.image_cases(config.batch, config.style_size, sizes, samples=[1] + [0] * (len(sizes) - 1), seed=20240)
 
 
 # -- step 4: TensorRT compatibility -------------------------------------------------------------
@@ -350,16 +339,6 @@ def trt_line(summary: Optional[dict]) -> str:
 
 # -- step 5: manifest and metadata --------------------------------------------------------------
 
-def tensor_specs(values) -> List[TensorSpec]:
-    specs = []
-    for value in values:
-        tensor = value.type.tensor_type
-        shape = [dim.dim_param if dim.dim_param else dim.dim_value for dim in tensor.shape.dim]
-        dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name
-        specs.append(TensorSpec(value.name, shape, dtype))
-    return specs
-
-
 def exporter_versions() -> Dict[str, str]:
     import onnxruntime
     import onnxslim
@@ -375,18 +354,16 @@ def exporter_versions() -> Dict[str, str]:
 
 
 def build_manifest(config: ExportConfig, model: torch.nn.Module, checkpoint: dict, paths: Dict[str, Path],
-                   verification: Verification, trt: Optional[dict], calibration: Optional[dict],
+                   verification: Report, trt: Optional[dict], calibration: Optional[dict],
                    style_image: Optional[dict], io_sources: Optional[Dict[str, Path]] = None) -> Manifest:
     from infusionnet.runtime.images import MEAN, STD
 
     graphs = []
     for role, path in paths.items():
         # OpenVINO IR (NNCF INT8) keeps the FP32 graph's inputs and outputs: read them there.
-        onnx_path = io_sources[role] if is_openvino_ir(path) else path
-        model_proto = onnx.load(str(onnx_path), load_external_data=False)
-        graphs.append({"role": role, "file": path.name,
-                       "inputs": [t.to_dict() for t in tensor_specs(model_proto.graph.input)],
-                       "outputs": [t.to_dict() for t in tensor_specs(model_proto.graph.output)]})
+        inputs, outputs = graph_io(io_sources[role] if is_openvino_ir(path) else path)
+        graphs.append({"role": role, "file": path.name, "inputs": [t.to_dict() for t in inputs],
+                       "outputs": [t.to_dict() for t in outputs]})
     data = {
         "format": manifest_schema.FORMAT, "graph_kind": config.graph, "variant": model.variant,
         "precision": config.precision, "int8_target": int8_target(config), "opset": config.opset, "batch": config.batch,
@@ -395,7 +372,7 @@ def build_manifest(config: ExportConfig, model: torch.nn.Module, checkpoint: dic
         "normalization": {"mean": list(MEAN), "std": list(STD), "color": "RGB", "layout": "NCHW",
                           "scale": NORMALIZATION_SCALE},
         "checkpoint": checkpoint, "style_image": style_image, "exporter": exporter_versions(),
-        "graphs": graphs, "verification": verification.to_dict(), "trt_compat": trt,
+        "graphs": graphs, "verification": manifest_record(verification, config.tolerances), "trt_compat": trt,
         "calibration": calibration, "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     return Manifest(data)
@@ -460,13 +437,13 @@ def run_export(config: ExportConfig, console=None) -> Manifest:
             runner = "OpenVINO" if any(is_openvino_ir(p) for p in paths.values()) else "ONNX Runtime"
             with progress(f"verify {', '.join(paths)} in {runner} against PyTorch"):
                 verification = verify({role: str(p) for role, p in paths.items()}, reference,
-                                      verification_feeds(config), config.precision, config.tolerances)
-            print_table(verification, console)
+                                      verification_feeds(config), config.precision, config.tolerances, io_sources=fp32)
+            print_report(verification, console)
             if not verification.passed:
                 failed = verification.failures()[0]
                 raise VerificationFailed(
-                    f"verification failed: {failed.graphs} on {failed.inputs}: {_describe(failed)} "
-                    f"(limit {failed.limit}); nothing was written to {output}")
+                    f"verification failed: {failed.graphs} on {failed.inputs} {failed.size}: "
+                    f"{'; '.join(failed.failures)} (limit {failed.limit}); nothing was written to {output}")
             if int8_target(config) in ("cpu", "openvino"):
                 trt = {"available": False, "reason": f"INT8 graphs for --int8-target {int8_target(config)} are "
                                                      "not TensorRT's; TensorRT needs --int8-target tensorrt"}
@@ -485,12 +462,6 @@ def run_export(config: ExportConfig, console=None) -> Manifest:
     console.print(f"wrote {', '.join(g.file for g in manifest.graphs.values())} and "
                   f"{manifest_schema.MANIFEST_NAME} to {output}/", soft_wrap=True, markup=False)
     return manifest
-
-
-def _describe(check) -> str:
-    if check.is_image and check.limit.startswith("PSNR"):
-        return f"PSNR {min(check.psnr_db, check.range_psnr_db):.1f} dB"
-    return f"max abs {check.max_abs:.3g}"
 
 
 def _missing_parents(path: Path) -> List[Path]:

@@ -267,10 +267,6 @@ def _pre_process(source: Path, target: Path) -> None:
         shutil.copyfile(str(source), str(target))
 
 
-def quantized_node_count(model: onnx.ModelProto) -> int:
-    return sum(1 for node in model.graph.node if node.op_type == "QuantizeLinear")
-
-
 def fp16_fraction(model: onnx.ModelProto) -> Optional[float]:
     """Share of initializer elements stored in FP16 (a quick check that conversion happened)."""
     total = half = 0

@@ -8,7 +8,7 @@
 Engines and graphs have a fixed batch (it is folded into AdaConv's groups), so every batch is
 full: when the images do not divide evenly, the last batch wraps around to the first images.
 """
-from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -57,36 +57,20 @@ def batch_indices(count: int, batch: int, limit: Optional[int] = None) -> List[L
     return [[(b * batch + i) % count for i in range(batch)] for b in range(batches)]
 
 
-def default_loader(height: int, width: int) -> Callable[[Source], np.ndarray]:
-    """Read (if a path), resize and centre-crop to exactly height x width, normalize to (1,3,H,W)."""
-    from . import images  # image I/O pulls in OpenCV; only needed when images are really read
-
-    resize = images.Resize.exact((height, width))
-
-    def load(source: Source) -> np.ndarray:
-        rgb = source if isinstance(source, np.ndarray) else images.read_image(source)
-        prepared, _ = images.prepare_image(rgb, resize)
-        return images.normalize(prepared)
-
-    return load
-
-
 class CalibrationFeed(CalibrationReader):
     """Feed dicts of ``batch`` preprocessed images under ``input_name``.
 
-    ``fixed`` tensors are added to every dict unchanged (the kernels of a style image when the
-    content graph of a split export is calibrated). Images are loaded lazily, batch by batch.
+    ``loader`` turns one source into a normalized (1,3,H,W) or (3,H,W) float array of ``size``.
+    Images are loaded lazily, batch by batch.
     """
 
     def __init__(self, sources: Sequence[Source], input_name: str, batch: int, size: Tuple[int, int],
-                 fixed: Optional[Mapping[str, np.ndarray]] = None, limit: Optional[int] = None,
-                 loader: Optional[Callable[[Source], np.ndarray]] = None):
+                 loader: Callable[[Source], np.ndarray], limit: Optional[int] = None):
         self.sources = list(sources)
         self.input_name = input_name
         self.batch = int(batch)
         self.size = (int(size[0]), int(size[1]))
-        self.fixed = dict(fixed or {})
-        self.loader = loader or default_loader(*self.size)
+        self.loader = loader
         self._plan = batch_indices(len(self.sources), self.batch, limit)
 
     def __len__(self) -> int:
@@ -102,6 +86,4 @@ class CalibrationFeed(CalibrationReader):
         expected = (self.batch, 3) + self.size
         if images.shape != expected:
             raise CalibrationError(f"calibration loader gave a batch of shape {images.shape}, expected {expected}")
-        feed = {self.input_name: np.ascontiguousarray(images)}
-        feed.update(self.fixed)
-        return feed
+        return {self.input_name: np.ascontiguousarray(images)}

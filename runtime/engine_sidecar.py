@@ -74,10 +74,6 @@ class EngineSidecar(NamedTuple):
                                    for p in data["profiles"])
         return cls(**values)
 
-    def describe_target(self) -> str:
-        return (f"TensorRT {self.tensorrt_version} on {self.gpu_name} (compute capability "
-                f"{self.compute_capability}, {self.platform})")
-
 
 def _spec_json(spec: TensorSpec) -> Dict[str, Any]:
     return {"name": spec.name, "shape": list(spec.shape), "dtype": spec.dtype}

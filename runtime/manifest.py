@@ -51,6 +51,8 @@ PRECISIONS = ("fp32", "fp16", "int8")
 # and content graphs keep the network's own names (AdaOctConv1_1.h.spatial, ...).
 CONTENT, STYLE, STYLIZED = "content", "style", "stylized"
 DTYPES = ("float32", "float16", "int8", "uint8", "int32", "int64", "bool")
+# Symbolic names of the content height and width in the shapes of a --dynamic-size export.
+HEIGHT, WIDTH = "height", "width"
 REQUIRED_FIELDS = ("format", "graph_kind", "variant", "precision", "opset", "batch", "content_size",
                    "dynamic_size", "style_size", "normalization", "checkpoint", "exporter", "graphs")
 # Facts copied onto every graph as ONNX metadata_props (values are JSON text).

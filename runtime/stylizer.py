@@ -18,11 +18,11 @@ padding cropped off the output, scaled back; ``size_mismatch="letterbox"``) or r
 (``"error"``). ``fit_note`` says in words what happens to a given frame size.
 
 ``Stylizer.from_backends`` runs backends built elsewhere under the same rules: the PyTorch
-network itself, without an export (``torch_backend.network_stylizer``, `infusionnet video
+network itself, without an export (``models.torch_backend.network_stylizer``, `infusionnet video
 --checkpoint`).
 """
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -33,6 +33,13 @@ from .limits import MAX_WORK_PIXELS
 from .manifest import CONTENT, FRAME_ROLES, MANIFEST_NAME, STYLE, STYLIZED, Manifest
 
 SIZE_MISMATCH = ("letterbox", "error")
+
+# factory(manifest, checkpoint, **options) -> {role: unopened backend} for every graph of an export.
+BackendFactory = Callable[..., Dict[str, Backend]]
+# Backends built outside the runtime, by name. The runtime imports nothing from the packages above
+# it (tests/test_layers.py): the PyTorch backend runs the networks, so it lives with them and
+# registers itself here when imported (``import infusionnet.models.torch_backend``).
+REGISTERED_BACKENDS = {}  # type: Dict[str, BackendFactory]
 
 
 class StyleError(BackendError):
@@ -88,13 +95,20 @@ def make_backends(model_dir, backend: str = "onnxruntime", checkpoint=None, **op
     if backend == "openvino":
         from .openvino_backend import OpenVinoBackend
         return {role: OpenVinoBackend.from_graph(graph, **options) for role, graph in manifest.graphs.items()}
-    from .torch_backend import TorchBackend, reference_model, baked_style
-    model = reference_model(manifest, checkpoint)
-    backends = {}
-    for role, graph in manifest.graphs.items():
-        extra = {"baked_style": baked_style(manifest)} if role == "baked" else {}
-        backends[role] = TorchBackend.from_graph(graph, model, **dict(options, **extra))
-    return backends
+    factory = REGISTERED_BACKENDS.get(backend)
+    if factory is None:
+        raise BackendError(f"the {backend} backend is not loaded: backends that live above the torch-free runtime "
+                           "register themselves when their module is imported (torch: import "
+                           "infusionnet.models.torch_backend, which needs PyTorch: pip install .[torch])")
+    return factory(manifest, checkpoint, **options)
+
+
+def register_backend(name: str, factory: BackendFactory) -> None:
+    """Let ``make_backends`` and ``Stylizer`` build backend ``name`` (one of ``BACKENDS``) with
+    ``factory``: how a backend that lives above the runtime plugs in."""
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}: add it to runtime.backend.BACKENDS first")
+    REGISTERED_BACKENDS[name] = factory
 
 
 def _names(manifest: Manifest, role: str, kind: str):

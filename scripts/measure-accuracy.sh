@@ -7,7 +7,7 @@
 # Exports a dynamic-size split graph per precision (FP32, FP16, INT8 in TensorRT's and in the CPU
 # layout), then runs `infusionnet check` on each with ONNX Runtime. Exports use permissive floors
 # (--int8-min-psnr 1) so that a precision below its floor is still measured, not refused; the
-# check's own floors (benchmarks/accuracy.py) decide pass or fail. Writes check-*.json and a
+# check's own floors (runtime/floors.py) decide pass or fail. Writes check-*.json and a
 # summary.md with the worst PSNR/SSIM per precision and size.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -18,7 +18,7 @@ import torch
 from infusionnet.models import save_checkpoint
 from infusionnet.models.checkpoint import load_checkpoint
 from infusionnet.models.default_model import DEFAULT_CHECKPOINT
-from infusionnet.models.training import find_resume_checkpoint, read_training_state
+from infusionnet.models.train.state import find_resume_checkpoint, read_training_state
 from infusionnet.runtime import images, samples
 from infusionnet.runtime.metrics import psnr
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
+from infusionnet.models.torch_backend import TorchBackend
 from infusionnet.runtime.backend import BackendError, InputError, check_feeds
 from infusionnet.runtime.ort_backend import OnnxRuntimeBackend, choose_providers
-from infusionnet.runtime.torch_backend import TorchBackend
 from infusionnet.runtime.trt_plan import ShapeRange, TensorSpec
 from trt_env import real_tensorrt
 

@@ -4,9 +4,11 @@ import json
 import numpy as np
 import pytest
 
-from infusionnet.benchmarks.accuracy import (CheckError, Floors, Row, check_sizes, floors_for, image_metrics, judge,
-                                             kernel_metrics)
 from infusionnet.cli.main import main
+from infusionnet.runtime.compare import Row, check_sizes, judge
+from infusionnet.runtime.errors import CheckError
+from infusionnet.runtime.floors import Floors, floors_for
+from infusionnet.runtime.metrics import image_metrics, kernel_metrics
 from runtime_exports import export
 
 

@@ -1,4 +1,7 @@
 """`infusionnet stylize --model DIR --backend ...`: the deployed path through the runtime Stylizer."""
+import subprocess
+import sys
+
 import cv2
 import numpy as np
 import pytest
@@ -27,6 +30,19 @@ def test_onnxruntime_and_torch_backends_write_the_same_images(content, tmp_path)
         results[backend] = images.read_image(out / "photo__gravel.png")
     assert results["onnxruntime"].shape == (37, 45, 3)  # padded to 40x48 for the network, cropped back
     assert np.abs(results["onnxruntime"].astype(int) - results["torch"]).max() <= 1
+
+
+def test_the_command_line_loads_the_torch_backend_it_is_asked_for(content, tmp_path):
+    # A fresh process: the runtime does not know the PyTorch backend until the CLI loads it.
+    code = ("import sys\nfrom infusionnet.cli.main import main\n"
+            "assert 'infusionnet.models.torch_backend' not in sys.modules\n"
+            "sys.exit(main(sys.argv[1:]))")
+    out = tmp_path / "out"
+    result = subprocess.run([sys.executable, "-c", code, "stylize", "--model", str(export("split", dynamic=True)),
+                             "--backend", "torch", "--content", str(content), "--style", "sample:gravel",
+                             "--size", "keep", "-o", str(out)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert [p.name for p in out.iterdir()] == ["photo__gravel.png"]
 
 
 def test_baked_model_names_outputs_after_its_style(content, tmp_path, capsys):

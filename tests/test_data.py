@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from infusionnet.models.data import (DataError, DrawSampler, PairStream, collate_pairs, list_images, make_loader,
-                                     random_crop, resize_for_crop)
+from infusionnet.models.train.data import (DataError, DrawSampler, PairStream, collate_pairs, list_images,
+                                           make_loader, random_crop, resize_for_crop)
 from infusionnet.runtime.images import denormalize
 
 
@@ -122,7 +122,7 @@ def test_stream_rejects_bad_settings(folders):
 
 
 def test_sources_mix_folders_files_and_samples(folders):
-    from infusionnet.models.data import collect_images
+    from infusionnet.models.train.data import collect_images
     content, style = folders
     single = sorted(style.rglob("*.png"))[0]
     found = collect_images([str(content), str(single), "sample:rocket", str(single)], "content")
@@ -135,7 +135,7 @@ def test_sources_mix_folders_files_and_samples(folders):
 
 
 def test_augmentation_is_deterministic_and_varies_scale_flip_and_hue(folders):
-    from infusionnet.models.data import rotate_hue
+    from infusionnet.models.train.data import rotate_hue
     stream = PairStream.from_folders(*folders, crop=32, load_size=48, seed=2, augment=True)
     again = PairStream.from_folders(*folders, crop=32, load_size=48, seed=2, augment=True)
     for draw in (0, 5, 11):

@@ -14,10 +14,12 @@ import torch
 from export_cases import small_tensors_for_module, exported_by_case  # noqa: F401 (fixtures)
 from export_cases import CONTENT_SIZE, STYLE_SIZE
 from infusionnet.export import calibration as calib
-from infusionnet.export.graphs import HEIGHT, WIDTH, decode, kernel_names
-from infusionnet.export.pipeline import second_size, verification_feeds
+from infusionnet.export.pipeline import verification_feeds
 from infusionnet.export.simplify import FORBIDDEN_OPS, conv_groups, dynamic_weight_convs, initializer_names
 from infusionnet.export.verify import TorchReference, verify
+from infusionnet.models.stages import decode, kernel_names
+from infusionnet.runtime.compare import second_size
+from infusionnet.runtime.manifest import HEIGHT, WIDTH
 
 FAST = [("full", "infusionnet", 1, False), ("full", "aesfa", 2, True),
         ("split", "infusionnet", 1, False), ("split", "aesfa", 2, True),
@@ -78,13 +80,13 @@ def test_graph_matches_pytorch(exported, case):
     feeds = verification_feeds(export.config)
     assert len(feeds) == (3 if export.dynamic else 2)
     if export.dynamic:
-        assert feeds[2][1]["content"].shape[2:] == second_size(CONTENT_SIZE) != CONTENT_SIZE
+        assert feeds[2].feed["content"].shape[2:] == second_size(CONTENT_SIZE) != CONTENT_SIZE
     result = verify({role: str(path) for role, path in export.paths.items()},
                     TorchReference(export.model, export.baked), feeds, "fp32")
     expected = {"full": ["full"], "split": ["style", "content", "style -> content"], "baked": ["baked"]}[export.kind]
-    assert [check.graphs for check in result.checks] == expected * len(feeds)
+    assert [check.graphs for check in result.rows] == expected * len(feeds)
     assert result.passed, [check.to_dict() for check in result.failures()]
-    assert max(check.max_abs for check in result.checks) < 1e-4
+    assert max(check.max_abs for check in result.rows) < 1e-4
 
 
 def test_split_names_chain_and_equal_the_models_kernel_names(exported, seeded_models):
@@ -130,11 +132,17 @@ def test_baked_graph_uses_the_baked_style(exported):
     content = calib.random_pairs(2, (24, 40), 96, 1, seed=3)[0]["content"]
     other_style = calib.random_pairs(1, CONTENT_SIZE, 96, 1, seed=4)[0]["style"]
     reference = TorchReference(export.model, export.baked)
+
+    @torch.no_grad()
+    def decode(kernels):  # the model's own decoder, kernels broadcast over the batch
+        tensors = {k: torch.as_tensor(v) for k, v in kernels.items()}
+        return export.model.decode(export.model.encode_content(torch.from_numpy(content)), tensors)[0].numpy()
+
     got = session.run(None, {"content": content})[0]
-    np.testing.assert_allclose(got, reference.baked(content), rtol=0, atol=1e-4)
-    with torch.no_grad():
-        different = reference.decode(content, reference.kernels(np.concatenate([other_style] * 2)))
-    assert np.abs(got - different).max() > 10 * np.abs(got - reference.baked(content)).max()
+    baked = decode(reference.baked_kernels)
+    np.testing.assert_allclose(got, baked, rtol=0, atol=1e-4)
+    different = decode(reference.kernels(np.concatenate([other_style] * 2)))
+    assert np.abs(got - different).max() > 10 * np.abs(got - baked).max()
 
 
 @pytest.mark.parametrize("variant", ["infusionnet", "aesfa"])

@@ -11,7 +11,10 @@ from infusionnet.export.pipeline import verification_feeds
 from infusionnet.export.precision import FP32_OPS, fp16_fraction, to_fp16, to_int8
 from infusionnet.export.simplify import FORBIDDEN_OPS, dynamic_weight_convs
 from infusionnet.export.trace import ExportError
-from infusionnet.export.verify import Check, Tolerances, TorchReference, compare, judge, psnr, verify
+from infusionnet.export.verify import Tolerances, TorchReference, verification_comparator, verify
+from infusionnet.runtime.compare import Row
+from infusionnet.runtime.errors import CheckError
+from infusionnet.runtime.metrics import image_metrics, kernel_metrics, psnr
 
 
 def _convert(export, precision, directory, method="minmax", placement=None):
@@ -65,7 +68,7 @@ def test_fp16_graphs(exported, tmp_path, case):
         assert all(types[node.output[0]] == onnx.TensorProto.FLOAT16 for node in convs)
         assert not {node.op_type for node in model.graph.node} & FORBIDDEN_OPS
     result = _verify(export, paths, reference, "fp16")
-    worst = min(min(c.psnr_db, c.range_psnr_db) for c in result.checks if c.is_image)
+    worst = min(min(c.psnr_db, c.range_psnr_db) for c in result.rows if c.is_image)
     assert worst >= 60.0  # measured ~80-90 dB; the default floor is 40
 
 
@@ -123,7 +126,7 @@ def test_int8_baked_graph_is_fully_quantized(exported, tmp_path):
     static, dynamic = _qdq_checks(onnx.load(paths["baked"]), "baked")
     assert dynamic == [] and len(static) == sum(n.op_type == "Conv" for n in export.models["baked"].graph.node)
     result = _verify(export, paths, reference, "int8")
-    assert min(c.range_psnr_db for c in result.checks) >= 40.0  # measured ~57 dB; the floor is 25
+    assert min(c.range_psnr_db for c in result.rows) >= 40.0  # measured ~57 dB; the floor is 25
 
 
 def test_onnxruntime_placement_also_quantizes_conv_outputs(exported, tmp_path):
@@ -148,7 +151,7 @@ def test_int8_split_graphs_leave_dynamic_convs_in_float(exported, tmp_path):
     assert len(dynamic) == 6  # one folded conv per AdaConv
     _qdq_checks(onnx.load(paths["style"]), "style")
     result = _verify(export, paths, reference, "int8")
-    assert {c.graphs for c in result.checks} == {"style", "content", "style -> content"}
+    assert {c.graphs for c in result.rows} == {"style", "content", "style -> content"}
 
 
 @pytest.mark.slow
@@ -226,27 +229,31 @@ def test_psnr_and_compare():
     assert psnr(a, a, 255.0) == 100.0
     assert psnr(np.full(4, 10.0), np.zeros(4), 255.0) == pytest.approx(20 * np.log10(25.5))
     reference = np.linspace(-1, 1, 48, dtype=np.float32).reshape(1, 3, 4, 4)
-    metrics = compare(reference + 0.01, reference, image=True)
+    metrics = image_metrics(reference + 0.01, reference, with_ssim=False)
     assert metrics["max_abs"] == pytest.approx(0.01, abs=1e-6)
     assert metrics["range_psnr_db"] == pytest.approx(20 * np.log10(2 / 0.01), abs=0.01)
-    assert compare(reference, reference, image=False)["psnr_db"] is None
-    with pytest.raises(ValueError, match="differs from the reference"):
-        compare(reference[:, :2], reference, image=True)
+    assert "psnr_db" not in kernel_metrics({"k": reference}, {"k": reference})  # kernels: no image PSNR
+    with pytest.raises(CheckError, match="differs from the reference"):
+        image_metrics(reference[:, :2], reference, with_ssim=False)
 
 
 def test_limits_per_precision():
     limits = Tolerances(fp32_max_abs=1e-3, fp16_min_psnr=40, int8_min_psnr=25)
-    image = dict(graphs="full", inputs="random", output="stylized", mean_abs=0.0)
-    assert judge(Check(max_abs=9e-4, psnr_db=100, range_psnr_db=80, **image), "fp32", limits).passed
-    assert not judge(Check(max_abs=2e-3, psnr_db=100, range_psnr_db=80, **image), "fp32", limits).passed
+
+    def judge(row, precision):  # as export verification judges
+        return verification_comparator(precision, limits).judge(row)
+
+    image = dict(graphs="full", inputs="random", size="32x48", output="stylized", mean_abs=0.0)
+    assert judge(Row(max_abs=9e-4, psnr_db=100, range_psnr_db=80, **image), "fp32").passed
+    assert not judge(Row(max_abs=2e-3, psnr_db=100, range_psnr_db=80, **image), "fp32").passed
     # Reduced precision: the lower of the two PSNRs decides (uint8 saturates on flat outputs).
-    assert judge(Check(max_abs=0.1, psnr_db=100, range_psnr_db=41, **image), "fp16", limits).passed
-    assert not judge(Check(max_abs=0.0, psnr_db=100, range_psnr_db=39, **image), "fp16", limits).passed
-    assert not judge(Check(max_abs=0.0, psnr_db=24, range_psnr_db=60, **image), "int8", limits).passed
-    kernels = Check("style", "random", "kernels", max_abs=0.5, mean_abs=0.1)
-    assert judge(kernels, "int8", limits).passed and kernels.limit.startswith("(")
-    assert not judge(Check("style", "random", "kernels", max_abs=0.5, mean_abs=0.1), "fp32", limits).passed
-    assert not judge(Check(max_abs=float("nan"), psnr_db=100, range_psnr_db=100, **image), "fp16", limits).passed
+    assert judge(Row(max_abs=0.1, psnr_db=100, range_psnr_db=41, **image), "fp16").passed
+    assert not judge(Row(max_abs=0.0, psnr_db=100, range_psnr_db=39, **image), "fp16").passed
+    assert not judge(Row(max_abs=0.0, psnr_db=24, range_psnr_db=60, **image), "int8").passed
+    kernels = Row("random", "32x48", "kernels", max_abs=0.5, mean_abs=0.1, graphs="style")
+    assert judge(kernels, "int8").passed and kernels.limit.startswith("(")
+    assert not judge(Row("random", "32x48", "kernels", max_abs=0.5, mean_abs=0.1, graphs="style"), "fp32").passed
+    assert not judge(Row(max_abs=float("nan"), psnr_db=100, range_psnr_db=100, **image), "fp16").passed
 
 
 def test_int8_keeps_named_layers_in_float(exported, tmp_path):

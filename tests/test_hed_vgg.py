@@ -9,12 +9,13 @@ import torch.nn.functional as F
 
 h5py = pytest.importorskip("h5py", reason="h5py is in the dev extra")
 
-from infusionnet.models import hed_vgg  # noqa: E402
-from infusionnet.models.hed_vgg import (CAFFE_BGR_MEAN, HEDVGGEncoder, convert_hed, load_hed_vgg,  # noqa: E402
-                                        read_hed_h5)
-from infusionnet.models.data import collate_pairs  # noqa: E402
-from infusionnet.models.losses import VGGError  # noqa: E402
-from infusionnet.models.training import TrainConfig, Trainer  # noqa: E402
+from infusionnet.models.train import hed_vgg  # noqa: E402
+from infusionnet.models.train.config import TrainConfig  # noqa: E402
+from infusionnet.models.train.data import collate_pairs  # noqa: E402
+from infusionnet.models.train.hed_vgg import (CAFFE_BGR_MEAN, HEDVGGEncoder, convert_hed, load_hed_vgg,  # noqa: E402
+                                              read_hed_h5)
+from infusionnet.models.train.losses import VGGError  # noqa: E402
+from infusionnet.models.train.trainer import Trainer  # noqa: E402
 from infusionnet.runtime.images import normalize  # noqa: E402
 from test_training import write_folder  # noqa: E402
 

@@ -8,11 +8,11 @@ import torch
 from torch import nn
 
 from infusionnet.models import build_model
-from infusionnet.models.losses import (CONTENT_TAP, DEFAULT_LOSS_WEIGHTS, LossWeights, StyleTransferLoss,
-                                       VGGError, efdm_distances, efdm_loss, effective_negatives, encoder_taps,
-                                       load_vgg, nearest_negatives, output_side, random_vgg, sorted_channels,
-                                       style_contrastive_loss, style_side, vgg_layers)
-from infusionnet.models.training import TrainingNetwork
+from infusionnet.models.train.losses import (CONTENT_TAP, DEFAULT_LOSS_WEIGHTS, LossWeights, StyleTransferLoss,
+                                             VGGError, efdm_distances, efdm_loss, effective_negatives,
+                                             encoder_taps, load_vgg, nearest_negatives, output_side, random_vgg,
+                                             sorted_channels, style_contrastive_loss, style_side, vgg_layers)
+from infusionnet.models.train.trainer import TrainingNetwork
 
 
 @pytest.fixture(autouse=True)

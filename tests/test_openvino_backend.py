@@ -69,7 +69,7 @@ def test_openvino_fp32_matches_onnxruntime_and_pytorch_on_a_split_export():
 @pytest.mark.openvino
 @needs_openvino
 def test_openvino_check_against_pytorch_passes_fp32_floors():
-    from infusionnet.benchmarks.accuracy import run_check
+    from infusionnet.cli.check import run_check
 
     report = run_check(runtime_exports.export("split", dynamic=False), "openvino", precision="fp32")
     assert report.passed, [row for row in report.rows if not row.passed]

@@ -30,7 +30,7 @@ def test_wheel_installs_everything_under_the_namespace(wheel):
     assert "infusionnet/export/trt_compat/trt_rules.json" in names  # package data the checker reads
     # Subpackages are listed in setup.cfg one by one: a missing one would be left out silently.
     assert {"infusionnet/runtime/images/read.py", "infusionnet/runtime/video/pipeline.py",
-            "infusionnet/export/trt_compat/checker.py"} <= set(names)
+            "infusionnet/export/trt_compat/checker.py", "infusionnet/models/train/trainer.py"} <= set(names)
     # The bundled default model and its config.
     assert {"infusionnet/models/weights/infusionnet-default.safetensors",
             "infusionnet/models/weights/infusionnet-default.json"} <= set(names)
@@ -51,3 +51,17 @@ def test_installed_wheel_runs_from_another_folder(wheel, tmp_path):
     result = subprocess.run([sys.executable, "-c", code, str(target)], capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "stylize" in result.stdout and "bench" in result.stdout
+
+
+def test_setup_cfg_lists_every_package():
+    # setuptools installs only the packages setup.cfg names: a new subpackage left out of the list
+    # works in an editable install and is missing from the wheel.
+    import configparser
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    listed = set(config["options"]["packages"].split())
+    folders = {folder: f"infusionnet.{folder}" for folder in ("models", "export", "runtime", "benchmarks", "cli")}
+    found = {".".join([folders[init.relative_to(ROOT).parts[0]]] + list(init.relative_to(ROOT).parts[1:-1]))
+             for folder in folders for init in (ROOT / folder).rglob("__init__.py")}
+    assert found - listed == set(), "add these to [options] packages in setup.cfg"
+    assert listed - found == set(), "setup.cfg lists packages that no longer exist"

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
+from infusionnet.models.torch_backend import reference_model
 from infusionnet.runtime import images, samples
 from infusionnet.runtime.backend import BackendError
 from infusionnet.runtime.errors import InfusionNetError
 from infusionnet.runtime.manifest import Manifest
 from infusionnet.runtime.stylizer import StyleError, Stylizer
-from infusionnet.runtime.torch_backend import reference_model
 from runtime_exports import export
 
 
@@ -117,6 +117,16 @@ def test_model_directory_errors(tmp_path, split):
     (broken / "content.onnx").unlink()
     with pytest.raises(InfusionNetError, match="content.onnx .* is missing"):
         Stylizer(broken)
+
+
+def test_the_torch_backend_is_built_only_once_registered(split, monkeypatch):
+    # The runtime imports nothing from models/: importing models.torch_backend registers it.
+    from infusionnet.runtime import stylizer as stylizer_module
+    monkeypatch.delitem(stylizer_module.REGISTERED_BACKENDS, "torch")
+    with pytest.raises(BackendError, match="torch backend is not loaded.*import infusionnet.models.torch_backend"):
+        Stylizer(split, backend="torch")
+    with pytest.raises(ValueError, match="unknown backend 'coreml'"):
+        stylizer_module.register_backend("coreml", lambda manifest, checkpoint, **options: {})
 
 
 def test_torch_reference_needs_the_exported_checkpoint(split, tmp_path):

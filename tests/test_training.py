@@ -1,7 +1,9 @@
 """The trainer on a tiny synthetic dataset with a random VGG: steps, resume, DDP, checkpoints, CLI."""
 import csv
 import os
+import pickletools
 import socket
+import zipfile
 from pathlib import Path
 
 import cv2
@@ -10,10 +12,11 @@ import pytest
 import torch
 
 from infusionnet.models import build_model, load_checkpoint, save_official_checkpoint
-from infusionnet.models.data import collate_pairs
-from infusionnet.models.losses import vgg_layers
-from infusionnet.models.training import (TrainConfig, Trainer, TrainingError, find_resume_checkpoint,
-                                         lr_factor, read_training_state, resume_config, train)
+from infusionnet.models.train.config import TrainConfig, TrainingError, lr_factor
+from infusionnet.models.train.data import collate_pairs
+from infusionnet.models.train.losses import vgg_layers
+from infusionnet.models.train.state import find_resume_checkpoint, read_training_state, resume_config
+from infusionnet.models.train.trainer import Trainer, train
 
 CROP = 32
 
@@ -128,6 +131,29 @@ def test_resume_reproduces_the_next_steps_exactly(dataset, tmp_path):
 
     _, notes = resume_config(checkpoint, {"batch_size": 3})
     assert notes and "batch_size" in notes[0]
+
+
+def pickled_modules(checkpoint: Path) -> set:
+    """The modules whose classes or functions a torch.save file's pickle names."""
+    with zipfile.ZipFile(checkpoint) as archive:
+        data = archive.read(next(name for name in archive.namelist() if name.endswith("data.pkl")))
+    modules, strings = set(), []
+    for opcode, argument, _ in pickletools.genops(data):
+        if opcode.name == "GLOBAL":  # protocol 2, torch.save's default: "module name"
+            modules.add(argument.split(" ")[0])
+        elif opcode.name == "STACK_GLOBAL":  # protocol 4+: the module and name were pushed before
+            modules.add(strings[-2])
+        elif isinstance(argument, str):
+            strings.append(argument)
+    return modules
+
+
+def test_checkpoints_pickle_no_class_of_this_project(dataset, tmp_path):
+    # --resume must keep reading checkpoints written before code moved (models/training.py became
+    # models/train/ while runs were going): nothing in them may name a module of this project.
+    summary = train(config_for(dataset, tmp_path / "run", iterations=1))
+    modules = pickled_modules(Path(summary["checkpoint"]))
+    assert modules and not [m for m in modules if m.split(".")[0] == "infusionnet"], modules
 
 
 def test_resume_refuses_a_checkpoint_without_training_state(tmp_path):

@@ -688,7 +688,7 @@ def test_cli_stylizes_a_file_like_single_images(tiny_clip, tmp_path, capsys):
     assert (len(written), fps, width, height) == (4, 8.0, WIDTH, HEIGHT)
 
     # The command runs the runtime Stylizer over the network's TorchBackends (no export needed).
-    from infusionnet.runtime.torch_backend import network_stylizer
+    from infusionnet.models.torch_backend import network_stylizer
     from infusionnet.runtime.video.styles import bgr_stylizer
     model = resolve_network(None)[0]  # the default model
     reference = bgr_stylizer(network_stylizer(model, 96))

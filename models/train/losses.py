@@ -29,10 +29,10 @@ from torch import Tensor, nn
 
 from infusionnet.runtime.errors import InfusionNetError
 
-from .blocks import Octave, oct_leaky_relu
-from .encoders import Encoder, StyleEncoder
-from .checkpoint import torch_load_weights_only
-from .networks import AesFA, InfusionNet, StyleTransferNetwork
+from ..blocks import Octave, oct_leaky_relu
+from ..checkpoint import torch_load_weights_only
+from ..encoders import Encoder, StyleEncoder
+from ..networks import AesFA, InfusionNet, StyleTransferNetwork
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

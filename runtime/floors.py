@@ -1,0 +1,74 @@
+"""What an exported form must reach against its FP32 reference: the one table of floors.
+
+Export verification (``export onnx``), ``infusionnet check`` and the comparator that both run
+(``runtime.compare``) read their limits here, per precision:
+
+* ``max_abs``: the largest abs error allowed in normalized units (FP32: the graph must *be* the
+  model, up to float reordering);
+* ``min_psnr_db``: the lowest PSNR allowed, applied to the lower of uint8 PSNR and range PSNR
+  (see ``runtime.metrics``: an untrained network's nearly flat output makes uint8 PSNR say
+  little);
+* ``min_ssim``: the lowest SSIM of the uint8 images (``check`` only; export verification does not
+  measure SSIM).
+
+Floors apply to the stylized image; kernels only inform, except that export verification holds
+an FP32 style graph's kernels to ``max_abs`` too (``Comparator(judge_kernels=True)``).
+"""
+import json
+from dataclasses import asdict, dataclass
+from typing import Any, Dict, Mapping, Optional
+
+from .errors import CheckError
+
+
+@dataclass
+class Floors:
+    """What a precision must reach on every stylized image; None = not checked."""
+    max_abs: Optional[float] = None
+    min_psnr_db: Optional[float] = None
+    min_ssim: Optional[float] = None
+
+    def describe(self, image: bool = True) -> str:
+        """"max abs <= 0.001, SSIM >= 0.99"; ``image=False``: only what applies to kernels (max abs)."""
+        parts = [f"max abs <= {self.max_abs:g}" if self.max_abs is not None else "",
+                 f"PSNR >= {self.min_psnr_db:g} dB" if self.min_psnr_db is not None and image else "",
+                 f"SSIM >= {self.min_ssim:g}" if self.min_ssim is not None and image else ""]
+        return ", ".join(p for p in parts if p) or "none"
+
+
+# FP32 by max abs (the export's float reordering stays far below 1e-3); reduced precision by image
+# quality. INT8 SSIM is loose because an untrained network's near-flat output has little
+# structure to keep.
+FLOORS = {
+    "fp32": Floors(max_abs=1e-3, min_ssim=0.99),
+    "fp16": Floors(min_psnr_db=40.0, min_ssim=0.97),
+    "int8": Floors(min_psnr_db=25.0, min_ssim=0.80),
+    # OpenVINO computing an FP32 graph in BF16 (its default on CPUs with AMX/AVX-512 BF16): 8
+    # mantissa bits, between FP16 and INT8.
+    "bf16": Floors(min_psnr_db=30.0, min_ssim=0.95),
+}
+
+
+def floors_for(precision: str, overrides: Optional[Mapping[str, Any]] = None) -> Floors:
+    """The floors of ``precision`` with ``overrides`` (a dict of Floors fields; None drops one) applied."""
+    if precision not in FLOORS:
+        raise CheckError(f"no floors for precision {precision!r} (known: {', '.join(FLOORS)})")
+    values = asdict(FLOORS[precision])
+    for key, value in (overrides or {}).items():
+        if key not in values:
+            raise CheckError(f"unknown floor {key!r}: use {', '.join(values)}")
+        values[key] = None if value is None else float(value)
+    return Floors(**values)
+
+
+def load_floors_file(path) -> Dict[str, Dict[str, Any]]:
+    """``{"fp16": {"min_psnr_db": 38}, ...}`` from a JSON file."""
+    try:
+        with open(str(path)) as handle:
+            data = json.load(handle)
+    except (OSError, ValueError) as error:
+        raise CheckError(f"--floors {path}: cannot read JSON ({error})") from None
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise CheckError(f"--floors {path}: expected {{precision: {{floor: value}}}}, e.g. "
+                         '{"fp16": {"min_psnr_db": 38, "min_ssim": 0.97}}')
+    return data
