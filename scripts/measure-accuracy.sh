@@ -5,7 +5,9 @@
 #   scripts/measure-accuracy.sh [RESULTS_DIR]     # default: benchmarks/results/accuracy
 #
 # Exports a dynamic-size split graph per precision (FP32, FP16, INT8 in TensorRT's and in the CPU
-# layout), then runs `infusionnet check` on each with ONNX Runtime. Exports use permissive floors
+# layout, the CPU layout again with the layers of benchmarks/int8/default-model-cpu-keep-float.txt
+# in float, NNCF's INT8), then runs `infusionnet check` on each: ONNX Runtime, and OpenVINO for
+# its defaults (BF16 where the CPU has it) and NNCF's graph. Exports use permissive floors
 # (--int8-min-psnr 1) so that a precision below its floor is still measured, not refused; the
 # check's own floors (runtime/floors.py) decide pass or fail. Writes check-*.json and a
 # summary.md with the worst PSNR/SSIM per precision and size.
@@ -17,28 +19,42 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/infusionnet-accuracy.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 mkdir -p "$RESULTS"
 
-declare -A EXPORT_ARGS=(
-  [fp32]="--precision fp32"
-  [fp16]="--precision fp16"
-  [int8-tensorrt]="--precision int8 --int8-target tensorrt"
-  [int8-cpu]="--precision int8 --int8-target cpu"
+KEEP_FLOAT_CPU=$(grep -v '^#' benchmarks/int8/default-model-cpu-keep-float.txt | tr '\n' ' ')
+# name | export options | check options. The OpenVINO rows run the same kind of export in OpenVINO
+# Runtime: its defaults (BF16 on CPUs with AMX or AVX-512 BF16, else FP32) and NNCF's INT8.
+ROWS=(
+  "fp32|--precision fp32|"
+  "fp16|--precision fp16|"
+  "int8-tensorrt|--precision int8 --int8-target tensorrt|"
+  "int8-cpu|--precision int8 --int8-target cpu|"
+  "int8-cpu-keep-float|--precision int8 --int8-target cpu --int8-keep-float $KEEP_FLOAT_CPU|"
+  "openvino-default|--precision fp32|--backend openvino"
+  "openvino-int8|--precision int8 --int8-target openvino|--backend openvino"
 )
+ONLY=${ONLY:-}   # e.g. ONLY="fp32 openvino-default" to measure some rows only
 status=0
-for name in fp32 fp16 int8-tensorrt int8-cpu; do
+names=()
+for row in "${ROWS[@]}"; do
+  IFS='|' read -r name export_args check_args <<<"$row"
+  if [ -n "$ONLY" ] && [[ " $ONLY " != *" $name "* ]]; then continue; fi
+  names+=("$name")
   echo "== $name" >&2
   # shellcheck disable=SC2086
-  "$INFUSIONNET" export onnx --graph split --dynamic-size --content-size 512x512 ${EXPORT_ARGS[$name]} \
+  "$INFUSIONNET" export onnx --graph split --dynamic-size --content-size 512x512 $export_args \
       --fp16-min-psnr 1 --int8-min-psnr 1 -o "$WORK/$name" >"$RESULTS/export-$name.log" 2>&1
-  "$INFUSIONNET" check "$WORK/$name" --sizes 512x512 720x1280 --samples 2 \
+  # shellcheck disable=SC2086
+  "$INFUSIONNET" check "$WORK/$name" $check_args --sizes 512x512 720x1280 --samples 2 \
       --json "$RESULTS/check-$name.json" | tee "$RESULTS/check-$name.txt" || status=1
 done
-.venv/bin/python - "$RESULTS" <<'PY'
+.venv/bin/python - "$RESULTS" "${names[@]}" <<'PY'
 import json, sys
 from pathlib import Path
 results = Path(sys.argv[1])
-lines = ["| export | size | worst PSNR dB | worst SSIM | floors met |", "|---|---|---|---|---|"]
-for name in ("fp32", "fp16", "int8-tensorrt", "int8-cpu"):
-    report = json.loads((results / f"check-{name}.json").read_text())
+lines = ["| export | ran as | size | worst PSNR dB | worst SSIM | floors met |", "|---|---|---|---|---|---|"]
+for name in sys.argv[2:]:
+    path = results / f"check-{name}.json"
+    report = json.loads(path.read_text())
+    ran = report.get('candidate', '?')
     by_size = {}
     for row in report["rows"]:
         if row["inputs"] != "samples" or row["output"] != "stylized":
@@ -48,7 +64,7 @@ for name in ("fp32", "fp16", "int8-tensorrt", "int8-cpu"):
         worst[1] = min(worst[1], row["ssim"])
         worst[2] = worst[2] and row["passed"]
     for size, (p, s, ok) in by_size.items():
-        lines.append(f"| {name} | {size} | {p:.1f} | {s:.4f} | {'yes' if ok else 'NO'} |")
+        lines.append(f"| {name} | {ran} | {size} | {p:.1f} | {s:.4f} | {'yes' if ok else 'NO'} |")
 (results / "summary.md").write_text("\n".join(lines) + "\n")
 print("\n".join(lines))
 PY
