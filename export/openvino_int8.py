@@ -51,6 +51,20 @@ def float_nodes(model: onnx.ModelProto) -> List[str]:
     return names
 
 
+def input_shapes(model) -> dict:
+    """{input name: partial shape} of an OpenVINO model."""
+    return {port.get_any_name(): port.get_partial_shape() for port in model.inputs}
+
+
+def _reshaped(model, shapes: dict) -> bool:
+    """Reshape ``model`` in place to ``shapes`` where they differ from its own; True if it did."""
+    current = input_shapes(model)
+    if all(current.get(name) == shape for name, shape in shapes.items()):
+        return False
+    model.reshape(shapes)
+    return True
+
+
 def quantize_for_openvino(source: Path, directory: Path, role: str, feeds: Iterable[dict],
                           subset_size: Optional[int] = None) -> Path:
     """Quantize ``source`` (an FP32 ONNX graph) for OpenVINO into ``directory``: ``ROLE.xml`` (+
@@ -72,9 +86,16 @@ def quantize_for_openvino(source: Path, directory: Path, role: str, feeds: Itera
     target = directory / f"{role}.xml"
     try:
         model = ov.convert_model(str(source))
+        export_shapes = input_shapes(model)
+        # Large exports calibrate at a scaled-down size (pipeline.calibration_size): NNCF runs the
+        # model on the feeds, so it is reshaped to them for calibration (the network is fully
+        # convolutional) and back to the export's shapes before it is saved.
+        calibrated = _reshaped(model, {name: ov.PartialShape(list(array.shape)) for name, array in samples[0].items()})
         with _quiet_nncf():
             quantized = nncf.quantize(model, nncf.Dataset(samples), subset_size=subset_size or len(samples),
                                       ignored_scope=ignored)
+        if calibrated:
+            quantized.reshape(export_shapes)
         ov.save_model(quantized, str(target), compress_to_fp16=False)
     except Exception as error:  # NNCF and OpenVINO raise many types (RuntimeError, ValidationError, ...)
         raise ExportError(f"{source.name}: NNCF INT8 quantization failed: {str(error).splitlines()[0]}") from error

@@ -125,3 +125,29 @@ def test_nncf_int8_export_runs_in_int8_on_openvino():
     assert np.isfinite(out).all() and 0 < float(np.abs(out - reference).max()) < 1.5
     with pytest.raises(BackendError, match="use --backend openvino"):
         make_backends(model_dir, "onnxruntime")
+
+
+@pytest.mark.openvino
+@pytest.mark.skipif(not (HAVE_OPENVINO and HAVE_NNCF), reason="OpenVINO and NNCF are not installed "
+                                                              "(pip install .[openvino])")
+def test_nncf_int8_calibrates_a_large_static_export_at_the_smaller_calibration_size(tmp_path, monkeypatch):
+    # Exports above the calibration budget calibrate at a scaled-down size; a static 1280x720
+    # NNCF export once failed there, feeding the smaller calibration images to the full-size model.
+    import io
+    import json
+
+    import openvino as ov
+    from rich.console import Console
+
+    from infusionnet.export import pipeline
+    from infusionnet.export.pipeline import ExportConfig, run_export
+
+    monkeypatch.setattr(pipeline, "CALIBRATION_MAX_PIXELS", 32 * 32)
+    out = tmp_path / "nncf"
+    run_export(ExportConfig(output=out, graph="split", checkpoint="untrained", content_size=(64, 64), style_size=96,
+                            precision="int8", int8_target="openvino"), console=Console(file=io.StringIO()))
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["calibration"]["content_size"] == [32, 32] and manifest["verification"]["passed"]
+    content = ov.Core().read_model(str(out / "content.xml"))
+    shape = next(p.get_partial_shape() for p in content.inputs if p.get_any_name() == "content")
+    assert [d.get_length() for d in shape] == [1, 3, 64, 64]   # saved at the export's size
