@@ -282,18 +282,26 @@ def prepare_torch(model, precision: str, config: BenchConfig, inputs: Inputs, si
     return Candidate(_row("torch", precision, "eager", config.mode, size, config.batch), stages, sync, gpu)
 
 
+MEASURE_ONLY_PSNR = 1.0  # dB: any finite output passes the export's own check
+
+
 def export_split(config: BenchConfig, precision: str, size, workdir: Path, int8_target: Optional[str] = None
                  ) -> Path:
     """An ONNX split export at ``precision`` for this size (static shapes: what a deployment uses)."""
     from rich.console import Console
 
     from infusionnet.export.pipeline import ExportConfig, run_export
+    from infusionnet.export.verify import Tolerances
     layout = f"-{int8_target}" if int8_target else ""
     target = workdir / f"onnx-{precision}{layout}-{size_label(size)}-b{config.batch}"
     if not (target / "manifest.json").is_file():
+        # bench measures accuracy itself (its PSNR column): an export below its precision's floor
+        # is still timed and shown with its accuracy, not turned into a failed row.
+        measure_only = Tolerances(fp16_min_psnr=MEASURE_ONLY_PSNR, int8_min_psnr=MEASURE_ONLY_PSNR)
         run_export(ExportConfig(output=target, graph="split", checkpoint=config.checkpoint, variant=config.variant,
                                 batch=config.batch, content_size=tuple(size), style_size=config.style_size,
-                                precision=precision, int8_target=int8_target), console=Console(quiet=True))
+                                precision=precision, int8_target=int8_target, tolerances=measure_only),
+                   console=Console(quiet=True))
     return target
 
 
