@@ -25,9 +25,14 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/infusionnet-bench-cpu.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 mkdir -p "$OUT"
 
+# STEPS=video reruns only the video step (e.g. when another job disturbed it).
+STEPS=${STEPS:-bench video}
+if [[ " $STEPS " == *" bench "* ]]; then
 "$INFUSIONNET" bench --backends torch,onnxruntime,openvino --precisions fp32,int8 --sizes 512,720p \
     --mode cached-style --rounds 5 --seconds 3 --warmup 2 --threads "$THREADS" -o "$OUT" \
     | tee "$OUT/bench.txt"
+fi
+[[ " $STEPS " == *" video "* ]] || exit 0
 
 "$INFUSIONNET" export onnx --graph split --content-size 512x512 -o "$WORK/split-512" >"$WORK/export.log" 2>&1 \
     || { cat "$WORK/export.log" >&2; exit 1; }
