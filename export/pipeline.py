@@ -226,6 +226,11 @@ def int8_target(config: ExportConfig) -> Optional[str]:
     return config.int8_target or INT8_TARGETS[0]
 
 
+INT8_BELOW_FLOOR_HINT = ("; find the layers to keep in float with `python -m infusionnet.benchmarks.int8_sensitivity` "
+                         "and pass them to --int8-keep-float, try --int8-target tensorrt, or accept the loss "
+                         "with --int8-min-psnr")
+
+
 def calibration_size(content_size: Tuple[int, int], max_pixels: Optional[int] = None) -> Tuple[int, int]:
     """The content size INT8 calibration runs at: ``content_size`` scaled down (aspect ratio kept,
     multiples of the network's size step) until it holds at most ``max_pixels``
@@ -443,7 +448,8 @@ def run_export(config: ExportConfig, console=None) -> Manifest:
                 failed = verification.failures()[0]
                 raise VerificationFailed(
                     f"verification failed: {failed.graphs} on {failed.inputs} {failed.size}: "
-                    f"{'; '.join(failed.failures)} (limit {failed.limit}); nothing was written to {output}")
+                    f"{'; '.join(failed.failures)} (limit {failed.limit}); nothing was written to {output}"
+                    + (INT8_BELOW_FLOOR_HINT if config.precision == "int8" else ""))
             if int8_target(config) in ("cpu", "openvino"):
                 trt = {"available": False, "reason": f"INT8 graphs for --int8-target {int8_target(config)} are "
                                                      "not TensorRT's; TensorRT needs --int8-target tensorrt"}
