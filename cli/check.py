@@ -15,6 +15,7 @@ from typing import Any, Mapping, Optional, Sequence, Tuple
 
 from infusionnet.runtime.errors import InfusionNetError
 from infusionnet.runtime.floors import FLOORS
+from infusionnet.runtime.lazy import INSTALL_HINTS
 
 from .backend_args import add_backend_argument
 from .options import SIZES_HELP
@@ -95,13 +96,11 @@ def backend_options(args) -> dict:
 
 def _require_torch(backend: str) -> None:
     """The reference is always the PyTorch model, whatever --backend runs the export."""
-    from infusionnet.cli.main import OPTIONAL_PACKAGES
-
     try:
         import torch  # noqa: F401 - loaded now anyway, for the reference
     except ImportError:
         raise InfusionNetError(f"`infusionnet check` always needs torch for the PyTorch FP32 reference (also with "
-                               f"--backend {backend}), and it is not installed: {OPTIONAL_PACKAGES['torch']}; on a "
+                               f"--backend {backend}), and it is not installed: {INSTALL_HINTS['torch']}; on a "
                                "torch-free board, run check on a machine with torch, or use `infusionnet video "
                                "--benchmark` to time the export alone") from None
 

@@ -4,6 +4,8 @@ import json
 import sys
 from typing import Dict, List, NamedTuple, Sequence, Tuple
 
+from infusionnet.runtime.lazy import INSTALL_HINTS
+
 DESCRIPTION = """\
 Check this installation: Python, numpy, OpenCV (with GStreamer or not: csi:N and pipeline
 inputs need it), ONNX Runtime (its flavour and providers), TensorRT, pycuda, the GPU, DLA cores,
@@ -41,7 +43,7 @@ CAPABILITIES = (
     Capability("train", ("torch", "safetensors")),
 )
 
-# How to get what a fact names, for facts that are not a package of OPTIONAL_PACKAGES.
+# How to get what a fact names, for facts that are not a package of INSTALL_HINTS.
 FACT_HINTS = {
     "numpy": "pip install numpy",
     "opencv": "pip install opencv-python-headless (on a Jetson: JetPack's python3-opencv, in a venv made with "
@@ -49,7 +51,6 @@ FACT_HINTS = {
     "opencv_gstreamer": "this OpenCV has no GStreamer (PyPI's wheels never do): on a Jetson use JetPack's OpenCV "
                         "(scripts/install-jetson.sh); elsewhere build OpenCV with -DWITH_GSTREAMER=ON",
     "gpu": "needs an NVIDIA GPU and its driver",
-    "samples": "pip install 'infusionnet-edge[samples]' (scikit-image)",
 }
 # Facts probed under another name than the package that provides them.
 FACT_PACKAGES = {"samples": "skimage"}
@@ -73,9 +74,8 @@ def available(facts) -> Dict[str, bool]:
 
 
 def hint(fact: str) -> str:
-    from infusionnet.cli.main import OPTIONAL_PACKAGES
     package = FACT_PACKAGES.get(fact, fact)
-    return FACT_HINTS.get(fact) or OPTIONAL_PACKAGES.get(package) or f"install {package}"
+    return FACT_HINTS.get(fact) or INSTALL_HINTS.get(package) or f"install {package}"
 
 
 def capabilities(found: Dict[str, bool], table: Sequence[Capability] = CAPABILITIES) -> List[Dict[str, object]]:
