@@ -4,7 +4,11 @@ import json
 import sys
 from typing import Dict, List, NamedTuple, Sequence, Tuple
 
-from infusionnet.runtime.lazy import INSTALL_HINTS
+from infusionnet.runtime.fileio import atomic_path
+from infusionnet.runtime.lazy import INSTALL_HINTS, lazy_import
+
+# The probes, imported when the doctor runs (importlib.metadata alone takes ~30 ms: not for --help).
+environment = lazy_import("infusionnet.runtime.environment")
 
 DESCRIPTION = """\
 Check this installation: Python, numpy, OpenCV (with GStreamer or not: csi:N and pipeline
@@ -89,8 +93,7 @@ def capabilities(found: Dict[str, bool], table: Sequence[Capability] = CAPABILIT
 
 
 def problems(facts, found: Dict[str, bool]) -> List[str]:
-    from infusionnet.runtime.environment import conflicts
-    listed = conflicts(facts)
+    listed = environment.conflicts(facts)
     for base in ("numpy", "opencv"):
         if not found[base]:
             listed.append(f"{base} is missing and every command needs it: {hint(base)}")
@@ -100,9 +103,7 @@ def problems(facts, found: Dict[str, bool]) -> List[str]:
 
 
 def run(args) -> int:
-    from infusionnet.runtime.environment import gather
-
-    facts = gather(with_torch=not args.no_torch)
+    facts = environment.gather(with_torch=not args.no_torch)
     found = available(facts)
     rows = capabilities(found)
     listed = problems(facts, found)
@@ -122,7 +123,6 @@ def run(args) -> int:
     for problem in listed:
         print(f"  - {problem}")
     if args.json:
-        from infusionnet.runtime.fileio import atomic_path
         with atomic_path(args.json) as path:
             path.write_text(json.dumps(report_dict(facts, rows, listed), indent=2, default=str) + "\n")
         print(f"facts written to {args.json}", file=sys.stderr)
