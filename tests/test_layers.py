@@ -14,7 +14,7 @@ is written out (also as the fixed start of an f-string).
 import ast
 import sys
 from pathlib import Path
-from typing import Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import pytest
 
@@ -25,6 +25,10 @@ LAYERS = ("runtime", "models", "export", "benchmarks", "cli")  # bottom to top
 FORBIDDEN_PACKAGES = {"runtime": ("torch",)}
 # (file, package) pairs exempt from that: probes that only ask whether a package is installed.
 PROBES = {("runtime/environment.py", "torch")}  # `infusionnet doctor` reports torch, or its absence
+# Import statements allowed inside a function, (file, module) -> why. Everything else is imported
+# at the top of its module, optional packages with ``lazy_import`` (runtime/lazy.py), so that the
+# top of a module shows all it depends on.
+IMPORTS_INSIDE_FUNCTIONS: Dict[Tuple[str, str], str] = {}
 
 Import = Tuple[Path, int, str]  # file, line, absolute module name
 
@@ -74,6 +78,19 @@ def _called_import(call: ast.Call) -> Optional[str]:
     return None
 
 
+def imports_inside_functions(path: Path) -> List[Tuple[int, str]]:
+    """(line, module as written) of the import statements in ``path`` that sit inside a function."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            for inner in ast.walk(node):
+                if isinstance(inner, ast.Import):
+                    found.update((inner.lineno, alias.name) for alias in inner.names)
+                elif isinstance(inner, ast.ImportFrom):
+                    found.add((inner.lineno, "." * inner.level + (inner.module or "")))
+    return sorted(found)
+
+
 def layer_of(module: str) -> Optional[str]:
     parts = module.split(".")
     if len(parts) > 1 and parts[0] == NAMESPACE and parts[1] in LAYERS:
@@ -112,6 +129,16 @@ def test_layers_do_not_import_forbidden_packages(folder):
                        f"inside functions:\n{describe(found)}")
 
 
+@pytest.mark.parametrize("folder", LAYERS)
+def test_imports_sit_at_the_top_of_each_module(folder):
+    found = [(path, line, name) for path in modules(folder) for line, name in imports_inside_functions(path)
+             if (path.relative_to(ROOT).as_posix(), name) not in IMPORTS_INSIDE_FUNCTIONS]
+    assert not found, (f"{folder}/: import at the top of the module, where the next reader sees what it depends "
+                       "on; a package only some commands need is declared there with "
+                       "`name = lazy_import(\"package\")` (runtime/lazy.py), imported on first use:\n"
+                       f"{describe(found)}")
+
+
 # --------------------------------------------------------------------------- the checker itself
 
 def test_the_checker_sees_every_kind_of_import(tmp_path, monkeypatch):
@@ -140,8 +167,12 @@ def test_the_checker_sees_every_kind_of_import(tmp_path, monkeypatch):
         (12, "torch"), (13, "infusionnet.export.pipeline")]
     assert [(line, layer_of(name)) for _, line, name in upward_imports("runtime")] == [
         (3, "models"), (6, "export"), (7, "benchmarks"), (8, "cli"), (9, "models"), (11, "cli"), (13, "export")]
+    assert imports_inside_functions(module) == [(5, "torch.nn"), (6, "infusionnet.export.graphs")]
     with pytest.raises(AssertionError, match=r"runtime/sub/mod.py:6: imports infusionnet.export.graphs.decode"):
         test_each_layer_imports_only_the_layers_below_it("runtime")
     with pytest.raises(AssertionError, match=r"(?s)runtime/sub/mod.py:5: imports torch.nn\n.*"
                                              r"mod.py:12: imports torch\n"):
         test_layers_do_not_import_forbidden_packages("runtime")
+    with pytest.raises(AssertionError, match=r"runtime/sub/mod.py:5: imports torch.nn\n.*mod.py:6: imports "
+                                             r"infusionnet.export.graphs\n"):
+        test_imports_sit_at_the_top_of_each_module("runtime")
