@@ -27,6 +27,7 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 
 from infusionnet.export import calibration as calib
 from infusionnet.export.precision import INT8_OPS_BY_TARGET, INT8_TARGETS, to_int8
@@ -51,7 +52,6 @@ class ContentGraphProbe:
     """Runs quantized variants of one content graph against its FP32 outputs on fixed feeds."""
 
     def __init__(self, export_dir: Path, target: str, size: int, calibration_batches: int, scratch: Path):
-        import onnxruntime as ort
         manifest = Manifest.load(export_dir)
         if manifest.graph_kind != "split" or manifest.precision != "fp32":
             raise SystemExit(f"error: {export_dir} must be an FP32 split export (it is {manifest.precision} "

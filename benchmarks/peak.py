@@ -20,6 +20,16 @@ from typing import Callable, Dict, Optional
 
 import numpy as np
 
+from infusionnet.runtime.lazy import lazy_import, load
+
+# Each measurement's library, imported when it runs: bf16 is skipped without OpenVINO.
+onnx = lazy_import("onnx")
+onnxruntime = lazy_import("onnxruntime")
+openvino = lazy_import("openvino")
+openvino_opset13 = lazy_import("openvino.opset13")
+torch = lazy_import("torch")
+torch_flop_counter = lazy_import("torch.utils.flop_counter")
+
 GEMM_SIZE = 1024
 # Which measured peak a row is held against, by the precision its convolutions ran in.
 PEAK_FOR_PRECISION = {"fp32": "fp32", "fp16": "fp32", "bf16": "bf16", "int8": "int8"}
@@ -48,9 +58,7 @@ def gemm_fp32(n: int = GEMM_SIZE, seconds: float = 0.5) -> dict:
 
 
 def _matmul_integer_model(n: int):
-    import onnx
-    from onnx import TensorProto, helper
-
+    helper, TensorProto = onnx.helper, onnx.TensorProto
     graph = helper.make_graph(
         [helper.make_node("MatMulInteger", ["a", "b"], ["c"])], "gemm_int8",
         [helper.make_tensor_value_info("a", TensorProto.UINT8, [n, n]),
@@ -61,12 +69,10 @@ def _matmul_integer_model(n: int):
 
 
 def gemm_int8(n: int = GEMM_SIZE, seconds: float = 0.5, threads: Optional[int] = None) -> dict:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
+    options = onnxruntime.SessionOptions()
     if threads:
         options.intra_op_num_threads = int(threads)
-    session = ort.InferenceSession(_matmul_integer_model(n).SerializeToString(), options,
+    session = onnxruntime.InferenceSession(_matmul_integer_model(n).SerializeToString(), options,
                                    providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(0)
     feeds = {"a": rng.integers(0, 256, (n, n), dtype=np.uint8), "b": rng.integers(-128, 128, (n, n), dtype=np.int8)}
@@ -77,8 +83,7 @@ def gemm_int8(n: int = GEMM_SIZE, seconds: float = 0.5, threads: Optional[int] =
 def gemm_bf16(n: int = GEMM_SIZE, seconds: float = 0.5, threads: Optional[int] = None) -> Optional[dict]:
     """None when OpenVINO is missing or the CPU has no BF16 (then nothing runs in BF16 here)."""
     try:
-        import openvino as ov
-        import openvino.opset13 as ops
+        ov, ops = load(openvino), load(openvino_opset13)
     except ImportError:
         return None
     core = ov.Core()
@@ -108,15 +113,12 @@ def measure_peaks(threads: Optional[int] = None, seconds: float = 0.5) -> Dict[s
 def content_macs(model, size, batch: int = 1) -> int:
     """Multiply-accumulates of the content path (encoder + decoder with cached kernels) at
     ``size``, counted by PyTorch's FLOP counter on the model this project exports."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
     height, width = size
     style = torch.zeros(1, 3, 256, 256)
     with torch.inference_mode():
         kernels = model.style_kernels(style)
         content = torch.zeros(batch, 3, height, width)
-        with FlopCounterMode(display=False) as counter:
+        with torch_flop_counter.FlopCounterMode(display=False) as counter:
             model.decode(model.encode_content(content), kernels)
     return int(counter.get_total_flops() // 2)
 

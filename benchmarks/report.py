@@ -7,9 +7,21 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
+from rich.table import Table
 
+from infusionnet.runtime.errors import InfusionNetError
 from infusionnet.runtime.fileio import atomic_path
+from infusionnet.runtime.lazy import lazy_import
 from infusionnet.runtime.metrics import PSNR_CAP
+
+from .machine import INSTRUCTION_SETS
+from .peak import peak_share
+
+# The plots only (the plots extra; `bench --no-plots` runs without it). pyplot is imported after
+# write_plots has selected the headless backend.
+matplotlib = lazy_import("matplotlib")
+plt = lazy_import("matplotlib.pyplot")
+matplotlib_lines = lazy_import("matplotlib.lines")
 
 CSV_COLUMNS = ("backend", "precision", "compute_precision", "graph", "mode", "size", "batch", "status", "median_ms",
                "p90_ms", "p99_ms", "mean_ms", "std_ms", "fps", "speedup", "speedup_min", "speedup_max", "rounds",
@@ -67,8 +79,6 @@ def round_ratios(reference_ms: Optional[Sequence[float]], row_ms: Optional[Seque
 def add_peak_shares(rows: List[dict], peaks: Dict[str, dict]) -> None:
     """Each measured row's content-path throughput and its share of the machine's measured peak
     for the precision it ran in (``benchmarks.peak``)."""
-    from .peak import peak_share
-
     for row in rows:
         macs = row.get("content_gmac")
         share = peak_share(row, int(macs * 1e9) if macs else None, peaks)
@@ -90,7 +100,6 @@ def write_results(directory: Path, machine: dict, settings: dict, rows: List[dic
 
 
 def load_results(path: Path) -> dict:
-    from infusionnet.runtime.errors import InfusionNetError
     try:
         data = json.loads(Path(path).read_text())
         data["rows"]
@@ -135,7 +144,6 @@ def peak_label(row: dict) -> str:
 
 def results_table(rows: Sequence[dict], title: str = "InfusionNet benchmark"):
     """A rich Table of every row, skipped ones with their reason."""
-    from rich.table import Table
     table = Table(title=title, header_style="bold")
     for column in ("backend", "prec", "graph", "size", "B", "median ms", "p99 ms", "FPS", "speed-up",
                    "of peak", "PSNR dB", "max abs", "RSS MiB", "stages ms (pre/style/content/post)"):
@@ -157,7 +165,6 @@ def results_table(rows: Sequence[dict], title: str = "InfusionNet benchmark"):
 
 def compare_table(old: dict, new_rows: Sequence[dict]):
     """Median latency and PSNR of this run against an older results.json, row by row."""
-    from rich.table import Table
     previous = {tuple(row_key(r)): r for r in old["rows"] if r.get("status") == "ok"}
     table = Table(title="difference against the earlier run", header_style="bold")
     for column in ("backend", "prec", "graph", "size", "B", "old ms", "new ms", "change", "old PSNR", "new PSNR"):
@@ -183,10 +190,7 @@ def _size_pixels(size: str) -> int:
 
 def write_plots(directory: Path, rows: Sequence[dict]) -> List[Path]:
     """latency_vs_resolution.png and speedup_vs_accuracy.png (matplotlib, headless)."""
-    import matplotlib
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     ok = [r for r in rows if r["status"] == "ok"]
     written = []
     series: Dict[str, List[dict]] = {}
@@ -209,7 +213,6 @@ def write_plots(directory: Path, rows: Sequence[dict]) -> List[Path]:
     measured = [r for r in ok if r.get("speedup") and (r.get("accuracy") or {}).get("psnr_db") is not None]
     # Colour = backend/precision/graph, marker = size, named in one legend: per-point labels overlap
     # where several rows reach the 100 dB cap.
-    from matplotlib.lines import Line2D
     names = sorted({f"{r['backend']} {r['precision']} {r['graph']}" for r in measured})
     sizes = sorted({r["size"] for r in measured}, key=_size_pixels)
     colours = {name: f"C{index % 10}" for index, name in enumerate(names)}
@@ -219,8 +222,10 @@ def write_plots(directory: Path, rows: Sequence[dict]) -> List[Path]:
         psnr = min(row["accuracy"]["psnr_db"], PSNR_CAP)  # identical outputs sit at the cap
         ax.scatter(row["speedup"], psnr, s=40, color=colours[f"{row['backend']} {row['precision']} {row['graph']}"],
                    marker=markers[row["size"]])
-    handles = [Line2D([], [], color=colours[name], marker="o", linestyle="", label=name) for name in names]
-    handles += [Line2D([], [], color="grey", marker=markers[size], linestyle="", label=size) for size in sizes]
+    handles = [matplotlib_lines.Line2D([], [], color=colours[name], marker="o", linestyle="", label=name)
+               for name in names]
+    handles += [matplotlib_lines.Line2D([], [], color="grey", marker=markers[size], linestyle="", label=size)
+                for size in sizes]
     ax.legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     ax.set_xlabel("speed-up over the reference row (x)")
     ax.set_ylabel("PSNR vs PyTorch FP32 (dB, capped at 100)")
@@ -248,7 +253,6 @@ def write_markdown(directory: Path, machine: dict, settings: dict, rows: Sequenc
              "- settings: " + ", ".join(f"{k}={v}" for k, v in settings.items())]
     features = machine.get("cpu_features")
     if features is not None:
-        from .machine import INSTRUCTION_SETS
         lines += ["- CPU features: " + (", ".join(features) or "none of " + ", ".join(INSTRUCTION_SETS))]
     for name, peak in sorted((machine.get("peaks") or {}).items()):
         lines += [f"- measured peak {name}: {peak['gmacs']:.0f} G MAC/s ({peak['how']})"]

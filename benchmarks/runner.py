@@ -24,15 +24,37 @@ from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
+from infusionnet.runtime import images
 from infusionnet.runtime.backend import BACKENDS
 from infusionnet.runtime.errors import InfusionNetError
+from infusionnet.runtime.lazy import MissingDependency, lazy_import, load
 from infusionnet.runtime.manifest import PRECISIONS
 from infusionnet.runtime.metrics import image_metrics
 from infusionnet.runtime.model_choice import describe
+from infusionnet.runtime.samples import load_sample
 from infusionnet.runtime.sizes import Size, split_list
+from infusionnet.runtime.stylizer import make_backends
 
 from . import memory
+from .peak import content_macs
 from .timing import StageTimer, latency_stats, measure
+
+# A run needs torch (the reference rows), the networks, the export pipeline and the engine builder:
+# imported when it starts, not for `infusionnet bench --help` (which reads MODES). The other
+# backends' packages are probed before their rows run (rows that cannot run say why).
+torch = lazy_import("torch")
+models = lazy_import("infusionnet.models")
+default_model = lazy_import("infusionnet.models.default_model")
+models_device = lazy_import("infusionnet.models.device")
+pipeline = lazy_import("infusionnet.export.pipeline")
+verify = lazy_import("infusionnet.export.verify")
+trt_build = lazy_import("infusionnet.export.trt_build")
+rich_console = lazy_import("rich.console")
+onnxruntime = lazy_import("onnxruntime")
+tensorrt = lazy_import("tensorrt")
+pycuda_driver = lazy_import("pycuda.driver")
+openvino = lazy_import("openvino")
+nncf = lazy_import("nncf")
 
 MODES = ("cached-style", "full")
 CONTENT_SAMPLE, STYLE_SAMPLE = "astronaut", "hubble_deep_field"
@@ -87,11 +109,8 @@ class Inputs:
     """Real sample images at one content size, and the PyTorch FP32 output for them."""
 
     def __init__(self, model, size: Tuple[int, int], style_size: int, batch: int):
-        import torch
-        from infusionnet.runtime import images, samples
-
-        content = images.Resize.exact(size).apply(samples.load_sample(CONTENT_SAMPLE))
-        style = images.Resize.square(style_size).apply(samples.load_sample(STYLE_SAMPLE))
+        content = images.Resize.exact(size).apply(load_sample(CONTENT_SAMPLE))
+        style = images.Resize.square(style_size).apply(load_sample(STYLE_SAMPLE))
         self.frames = np.repeat(content[None], batch, axis=0)           # uint8 NHWC, what a camera gives
         self.style = np.ascontiguousarray(images.normalize(np.repeat(style[None], batch, axis=0)))
         with torch.inference_mode():
@@ -132,8 +151,6 @@ class Candidate:
 
     def frame(self, inputs: "Inputs") -> Callable[[], np.ndarray]:
         """One frame through every stage: preprocess -> [style] -> content -> postprocess."""
-        from infusionnet.runtime import images
-
         stages = self.stages
 
         def run():
@@ -149,8 +166,6 @@ class Candidate:
     def stage_means(self, inputs: "Inputs", passes: int) -> Tuple[Dict[str, float], np.ndarray]:
         """Per-stage means from a separate pass (stage clocks would inflate the headline latency)
         and the last output."""
-        from infusionnet.runtime import images
-
         timer = StageTimer(self.synchronize)
         out = None
         for _ in range(passes):
@@ -209,7 +224,6 @@ def measure_interleaved(candidates: Sequence[Candidate], config: BenchConfig, in
 def prepare_reference(model, config: BenchConfig, inputs: Inputs, size) -> Candidate:
     """The authors' test path: eager FP32, AdaConv looped over the batch, style every frame.
     It runs on its own copy of the model, so other rows can be prepared beside it."""
-    import torch
     net = copy.deepcopy(model).use_reference_adaconv(True)
     style = torch.from_numpy(inputs.style)
     kernels = {}
@@ -230,8 +244,6 @@ def prepare_backend(backend_name: str, precision: str, export_dir: Path, config:
                     size, model_options: dict, graph: str, resources: ExitStack) -> Candidate:
     """A row through a runtime backend over the split graphs of ``export_dir``; ``graph`` labels it.
     The backends stay open until ``resources`` closes."""
-    from infusionnet.runtime.stylizer import make_backends
-
     backends = make_backends(export_dir, backend_name, checkpoint=config.checkpoint, **model_options)
     style_backend = resources.enter_context(backends["style"])
     content_backend = resources.enter_context(backends["content"])
@@ -254,7 +266,6 @@ def prepare_backend(backend_name: str, precision: str, export_dir: Path, config:
 def prepare_torch(model, precision: str, config: BenchConfig, inputs: Inputs, size) -> Candidate:
     """PyTorch with batched AdaConv (this project's form), at fp32 (CPU/CUDA) or fp16 (CUDA), on
     its own copy of the model."""
-    import torch
     device = torch.device(config.device)
     dtype = torch.float16 if precision == "fp16" else torch.float32
     net = copy.deepcopy(model).to(device=device, dtype=dtype)
@@ -288,30 +299,26 @@ MEASURE_ONLY_PSNR = 1.0  # dB: any finite output passes the export's own check
 def export_split(config: BenchConfig, precision: str, size, workdir: Path, int8_target: Optional[str] = None
                  ) -> Path:
     """An ONNX split export at ``precision`` for this size (static shapes: what a deployment uses)."""
-    from rich.console import Console
-
-    from infusionnet.export.pipeline import ExportConfig, run_export
-    from infusionnet.export.verify import Tolerances
     layout = f"-{int8_target}" if int8_target else ""
     target = workdir / f"onnx-{precision}{layout}-{size_label(size)}-b{config.batch}"
     if not (target / "manifest.json").is_file():
         # bench measures accuracy itself (its PSNR column): an export below its precision's floor
         # is still timed and shown with its accuracy, not turned into a failed row.
-        measure_only = Tolerances(fp16_min_psnr=MEASURE_ONLY_PSNR, int8_min_psnr=MEASURE_ONLY_PSNR)
-        run_export(ExportConfig(output=target, graph="split", checkpoint=config.checkpoint, variant=config.variant,
-                                batch=config.batch, content_size=tuple(size), style_size=config.style_size,
-                                precision=precision, int8_target=int8_target, tolerances=measure_only),
-                   console=Console(quiet=True))
+        measure_only = verify.Tolerances(fp16_min_psnr=MEASURE_ONLY_PSNR, int8_min_psnr=MEASURE_ONLY_PSNR)
+        pipeline.run_export(pipeline.ExportConfig(
+            output=target, graph="split", checkpoint=config.checkpoint, variant=config.variant, batch=config.batch,
+            content_size=tuple(size), style_size=config.style_size, precision=precision, int8_target=int8_target,
+            tolerances=measure_only), console=rich_console.Console(quiet=True))
     return target
 
 
 def tensorrt_unavailable() -> Optional[str]:
     try:
-        import tensorrt  # noqa: F401  (only: is it installed?)
+        load(tensorrt)  # only: is it installed?
     except ImportError:
         return "TensorRT is not installed (needs an NVIDIA GPU machine: pip install .[tensorrt] or JetPack)"
     try:
-        import pycuda.driver as cuda
+        cuda = load(pycuda_driver)
         cuda.init()
         if cuda.Device.count() == 0:
             return "no NVIDIA GPU visible"
@@ -323,12 +330,12 @@ def tensorrt_unavailable() -> Optional[str]:
 def openvino_unavailable(precision: str) -> Optional[str]:
     """Why OpenVINO rows (and, for INT8, NNCF) cannot run here, or None."""
     try:
-        import openvino  # noqa: F401  (only: is it installed?)
+        load(openvino)  # only: is it installed?
     except ImportError:
         return "OpenVINO is not installed (pip install .[openvino])"
     if precision == "int8":
         try:
-            import nncf  # noqa: F401
+            load(nncf)
         except ImportError:
             return "NNCF is not installed (pip install .[openvino]): OpenVINO's INT8 graphs come from it"
     return None
@@ -369,14 +376,6 @@ def plan_rows(config: BenchConfig) -> List[PlanRow]:
 
 
 def run_benchmark(config: BenchConfig, progress: Optional[Callable[[str], None]] = None) -> List[dict]:
-    import torch
-
-    from infusionnet.models import validate_style_size
-    from infusionnet.models.default_model import resolve_network
-    from infusionnet.models.device import torch_device
-
-    from .peak import content_macs
-
     progress = progress or (lambda text: None)
     if config.rounds < 1:
         raise BenchError(f"--rounds must be at least 1, not {config.rounds}")
@@ -385,9 +384,9 @@ def run_benchmark(config: BenchConfig, progress: Optional[Callable[[str], None]]
     # Untrained weights leave denormal floats in the style path, which slow CPU convolutions many
     # times over; flushing them for every torch row (the reference too) keeps speed-ups honest.
     torch.set_flush_denormal(True)
-    model = resolve_network(config.checkpoint, config.variant)[0]
-    validate_style_size(model.variant, config.style_size)
-    torch_device(config.device, BenchError)
+    model = default_model.resolve_network(config.checkpoint, config.variant)[0]
+    models.validate_style_size(model.variant, config.style_size)
+    models_device.torch_device(config.device, BenchError)
     trt_reason = tensorrt_unavailable() if "tensorrt" in config.backends else None
     context = {"model": model, "trt_reason": trt_reason,
                "ort_options": {"intra_op_threads": config.threads} if config.threads else {}}
@@ -446,7 +445,6 @@ ORT_CPU_FP16_REASON = ("ONNX Runtime's CPU provider runs FP16 graphs slower than
 
 def onnxruntime_has_gpu() -> bool:
     """Whether the installed ONNX Runtime has a GPU provider (CUDA or TensorRT) to run FP16 on."""
-    import onnxruntime
     return bool({"CUDAExecutionProvider", "TensorrtExecutionProvider"} & set(onnxruntime.get_available_providers()))
 
 
@@ -495,10 +493,12 @@ def _prepare(item: Optional[PlanRow], config: BenchConfig, inputs: Inputs, size,
         if backend == "openvino":
             options = {"precision": ov_precision or "default", "threads": config.threads}
             return prepare_backend("openvino", precision, onnx_dir, config, inputs, size, options, graph, resources)
-        from infusionnet.export.trt_build import BuildOptions, build_engines
         engine_dir = context["workdir"] / f"trt-{onnx_dir.name}"
         if not engine_dir.exists():
-            build_engines(onnx_dir, engine_dir, BuildOptions(precision=precision), log=lambda *a, **k: None)
+            trt_build.build_engines(onnx_dir, engine_dir, trt_build.BuildOptions(precision=precision),
+                                    log=lambda *a, **k: None)
         return prepare_backend("tensorrt", precision, engine_dir, config, inputs, size, {}, graph, resources)
+    except MissingDependency:  # stops the run, as a failed import did: not one row's failure
+        raise
     except InfusionNetError as error:
         return skipped(backend, precision, graph, mode, size, batch, str(error), status="failed")

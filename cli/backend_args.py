@@ -6,6 +6,11 @@ OpenVINO's compute precision) are named once and turned into the backend's optio
 layer, where the torch-free runtime and the PyTorch backend beside the networks are put together.
 """
 from infusionnet.runtime.backend import BACKENDS
+from infusionnet.runtime.lazy import lazy_import, load
+from infusionnet.runtime.openvino_backend import OV_PRECISIONS
+
+# Registers the "torch" backend with the runtime when loaded; needs torch, so only on request.
+torch_backend = lazy_import("infusionnet.models.torch_backend")
 
 OV_PRECISION_HELP = ("--backend openvino: compute precision: default (OpenVINO's choice: BF16 on CPUs with "
                      "AMX or AVX-512 BF16, else FP32), fp32, bf16 (default: %(default)s)")
@@ -13,8 +18,6 @@ OV_PRECISION_HELP = ("--backend openvino: compute precision: default (OpenVINO's
 
 def add_backend_argument(parser, default=None, help_text: str = "what runs --model") -> None:
     """``--backend`` with every runtime backend, and the OpenVINO precision beside it."""
-    from infusionnet.runtime.openvino_backend import OV_PRECISIONS
-
     parser.add_argument("--backend", choices=BACKENDS, default=default,
                         help=help_text + (" (default: %(default)s)" if default else ""))
     parser.add_argument("--ov-precision", choices=OV_PRECISIONS, default="default", help=OV_PRECISION_HELP)
@@ -34,4 +37,4 @@ def load_backend(backend: str) -> None:
     builds its own backends; the PyTorch one lives with the networks and registers itself when
     imported, which needs torch: so it is imported only when asked for."""
     if backend == "torch":
-        import infusionnet.models.torch_backend  # noqa: F401  (registers "torch" with the runtime)
+        load(torch_backend)

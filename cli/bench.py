@@ -4,9 +4,21 @@ import shlex
 import sys
 from pathlib import Path
 
+from infusionnet.benchmarks import runner
+from infusionnet.benchmarks.peak import measure_peaks
+from infusionnet.runtime.fileio import check_output_location
+from infusionnet.runtime.lazy import lazy_import
 from infusionnet.runtime.sizes import parse_content_sizes
 
 from .options import SIZES_HELP, add_model_arguments
+
+# What only a run needs (the report with its tables and plots, the machine's description, the
+# console): imported when it starts, not for --help.
+machine = lazy_import("infusionnet.benchmarks.machine")
+report = lazy_import("infusionnet.benchmarks.report")
+rich_console = lazy_import("rich.console")
+rich_markup = lazy_import("rich.markup")
+rich_progress = lazy_import("rich.progress")
 
 DESCRIPTION = """\
 Benchmark latency, throughput, memory and accuracy across backends, precisions and resolutions.
@@ -49,8 +61,7 @@ def register(subparsers) -> None:
                         help="fp32, fp16, int8; comma or space separated (default: %(default)s)")
     parser.add_argument("--sizes", nargs="+", default="256,512", metavar="SIZE",
                         help=SIZES_HELP + " (default: %(default)s)")
-    from infusionnet.benchmarks.runner import MODES
-    parser.add_argument("--mode", choices=MODES, default="cached-style", help="see below")
+    parser.add_argument("--mode", choices=runner.MODES, default="cached-style", help="see below")
     parser.add_argument("--batch", type=int, default=1, help="frames per run (default: %(default)s)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed runs per row (default: %(default)s)")
     group = parser.add_mutually_exclusive_group()
@@ -74,16 +85,10 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from rich.console import Console
-    from rich.markup import escape
-
-    from infusionnet.benchmarks import machine, report, runner
-    from infusionnet.runtime.fileio import check_output_location
-
     check_output_location(args.output, directory=True)  # before minutes of measuring
 
     # A wide console even when piped: the table is the point of the command.
-    console = Console(stderr=False, width=None if sys.stdout.isatty() else 160)
+    console = rich_console.Console(stderr=False, width=None if sys.stdout.isatty() else 160)
     old = report.load_results(Path(args.compare)) if args.compare else None
     if args.batch < 1:
         raise runner.BenchError("--batch must be at least 1")
@@ -100,14 +105,14 @@ def run(args) -> int:
 
     description = machine.describe_machine()
     if not args.no_peak:
-        from infusionnet.benchmarks.peak import measure_peaks
-        with Console(stderr=True).status("measuring this CPU's peak GEMM throughput per precision ..."):
+        with rich_console.Console(stderr=True).status("measuring this CPU's peak GEMM throughput per precision ..."):
             description["peaks"] = measure_peaks(args.threads)
     total = len(config.sizes) * (len(runner.plan_rows(config)) + 2 * int(config.reference))
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-    with Progress(TextColumn("[bold]bench"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TextColumn("{task.description}"), console=Console(stderr=True),
-                  transient=not sys.stderr.isatty()) as progress:
+    with rich_progress.Progress(rich_progress.TextColumn("[bold]bench"), rich_progress.BarColumn(),
+                                rich_progress.MofNCompleteColumn(), rich_progress.TimeElapsedColumn(),
+                                rich_progress.TextColumn("{task.description}"),
+                                console=rich_console.Console(stderr=True),
+                                transient=not sys.stderr.isatty()) as progress:
         task = progress.add_task("", total=total)
 
         def step(text):
@@ -127,7 +132,7 @@ def run(args) -> int:
     for row in rows:
         if row["status"] != "ok":
             console.print(f"[yellow]{row['status']}[/] {row['backend']} {row['precision']} {row['size']}: "
-                          f"{escape(row['reason'])}")
+                          f"{rich_markup.escape(row['reason'])}")
     if old is not None:
         console.print(report.compare_table(old, rows))
     console.print(f"wrote {paths['json'].name}, {paths['csv'].name}, "

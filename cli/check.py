@@ -10,14 +10,28 @@ configurable). Export verification runs the same comparator (``export/verify.py`
 """
 import argparse
 import json
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Tuple
 
+from infusionnet.export.calibration import image_cases
+from infusionnet.runtime.compare import Comparator, check_sizes, print_report
 from infusionnet.runtime.errors import InfusionNetError
-from infusionnet.runtime.floors import FLOORS
+from infusionnet.runtime.fileio import OutputLocationError, atomic_path, check_output_location
+from infusionnet.runtime.floors import FLOORS, floors_for, load_floors_file
+from infusionnet.runtime.lazy import INSTALL_HINTS, lazy_import, load
+from infusionnet.runtime.manifest import FRAME_ROLES
+from infusionnet.runtime.model_choice import untrained_seed
+from infusionnet.runtime.sizes import parse_content_sizes
+from infusionnet.runtime.stylizer import make_backends, open_model_dir
 
 from .backend_args import add_backend_argument
 from .options import SIZES_HELP
+
+# The reference is the PyTorch model, whatever runs the export: torch is needed when a check runs.
+torch = lazy_import("torch")
+torch_backend = lazy_import("infusionnet.models.torch_backend")
+rich_console = lazy_import("rich.console")  # the report's: not for --help
 
 # What the floors table's precisions are, in the help.
 FLOOR_NOTES = {"fp16": "(PSNR: the lower of uint8 PSNR and range PSNR)",
@@ -95,21 +109,17 @@ def backend_options(args) -> dict:
 
 def _require_torch(backend: str) -> None:
     """The reference is always the PyTorch model, whatever --backend runs the export."""
-    from infusionnet.cli.main import OPTIONAL_PACKAGES
-
     try:
-        import torch  # noqa: F401 - loaded now anyway, for the reference
+        load(torch)  # loaded now anyway, for the reference
     except ImportError:
         raise InfusionNetError(f"`infusionnet check` always needs torch for the PyTorch FP32 reference (also with "
-                               f"--backend {backend}), and it is not installed: {OPTIONAL_PACKAGES['torch']}; on a "
+                               f"--backend {backend}), and it is not installed: {INSTALL_HINTS['torch']}; on a "
                                "torch-free board, run check on a machine with torch, or use `infusionnet video "
                                "--benchmark` to time the export alone") from None
 
 
 def json_path(args) -> Path:
     """Where the results go, checked before the comparison runs (a read-only export is common)."""
-    from infusionnet.runtime.fileio import OutputLocationError, check_output_location
-
     path = Path(args.json) if args.json else Path(args.model_dir) / f"check-{args.backend}.json"
     try:
         return check_output_location(path)
@@ -120,8 +130,6 @@ def json_path(args) -> Path:
 
 
 def run(args) -> int:
-    from infusionnet.runtime.sizes import parse_content_sizes
-
     if args.samples < 0:
         raise InfusionNetError(f"--samples must be 0 or more, not {args.samples}")
     if args.fp16 and args.backend != "torch":
@@ -132,18 +140,12 @@ def run(args) -> int:
     sizes = parse_content_sizes(args.sizes, "--sizes") if args.sizes else None
     overrides = {key: value for key, value in (("max_abs", args.max_abs), ("min_psnr_db", args.min_psnr),
                                                ("min_ssim", args.min_ssim)) if value is not None}
-
-    from rich.console import Console
-
-    from infusionnet.runtime.compare import print_report
-    from infusionnet.runtime.floors import load_floors_file
-
     floors_file = load_floors_file(args.floors) if args.floors else None
     path = json_path(args)
-    with Console(stderr=True).status(f"checking {args.model_dir} ({args.backend}) against PyTorch ..."):
+    with rich_console.Console(stderr=True).status(f"checking {args.model_dir} ({args.backend}) against PyTorch ..."):
         report = run_check(args.model_dir, args.backend, args.checkpoint, sizes, args.samples, overrides, floors_file,
                            reference_device=args.device, **backend_options(args))
-    print_report(report, Console(highlight=False))
+    print_report(report, rich_console.Console(highlight=False))
     write_report(report, path, args.model_dir, args.backend)
     missed = sum(not row.passed for row in report.rows)
     print(f"check {'passed' if report.passed else f'FAILED: {missed} rows missed a floor'}; results in {path}")
@@ -160,27 +162,18 @@ def run_check(model_dir, backend: str = "onnxruntime", checkpoint=None,
 
     Floors: the precision's defaults, then ``floors_file[precision]``, then ``floor_overrides``.
     """
-    from contextlib import ExitStack
-
-    from infusionnet.export.calibration import image_cases
-    from infusionnet.runtime.compare import Comparator, check_sizes
-    from infusionnet.runtime.floors import floors_for
-    from infusionnet.runtime.manifest import FRAME_ROLES
-    from infusionnet.runtime.model_choice import untrained_seed
-    from infusionnet.runtime.stylizer import make_backends, open_model_dir
-    from infusionnet.models.torch_backend import TorchBackend, baked_style, reference_model
-
+    load(torch_backend)  # the reference, and it registers --backend torch with the runtime
     kind, manifest, index = open_model_dir(model_dir)
     if backend == "torch":
         precision = "fp16" if options.get("fp16") else "fp32"
     else:
         precision = index.get("precision", manifest.precision) if kind == "tensorrt" else manifest.precision
     candidates = make_backends(model_dir, backend, checkpoint, **options)
-    model = reference_model(manifest, checkpoint)
+    model = torch_backend.reference_model(manifest, checkpoint)
     references = {}
     for role, graph in manifest.graphs.items():
-        extra = {"baked_style": baked_style(manifest)} if role == "baked" else {}
-        references[role] = TorchBackend.from_graph(graph, model, device=reference_device, **extra)
+        extra = {"baked_style": torch_backend.baked_style(manifest)} if role == "baked" else {}
+        references[role] = torch_backend.TorchBackend.from_graph(graph, model, device=reference_device, **extra)
     profile_hw = None
     frames_role = FRAME_ROLES[manifest.graph_kind]
     limits = candidates[frames_role].profile()
@@ -216,8 +209,6 @@ def ran_precision(candidate, exported: str) -> str:
 
 def write_report(report, path, model_dir, backend: str) -> None:
     """The report as JSON, after what was checked with what."""
-    from infusionnet.runtime.fileio import atomic_path
-
     data = dict({"model_dir": str(model_dir), "backend": backend}, **report.to_dict())
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")

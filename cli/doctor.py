@@ -4,6 +4,12 @@ import json
 import sys
 from typing import Dict, List, NamedTuple, Sequence, Tuple
 
+from infusionnet.runtime.fileio import atomic_path
+from infusionnet.runtime.lazy import INSTALL_HINTS, lazy_import
+
+# The probes, imported when the doctor runs (importlib.metadata alone takes ~30 ms: not for --help).
+environment = lazy_import("infusionnet.runtime.environment")
+
 DESCRIPTION = """\
 Check this installation: Python, numpy, OpenCV (with GStreamer or not: csi:N and pipeline
 inputs need it), ONNX Runtime (its flavour and providers), TensorRT, pycuda, the GPU, DLA cores,
@@ -41,7 +47,7 @@ CAPABILITIES = (
     Capability("train", ("torch", "safetensors")),
 )
 
-# How to get what a fact names, for facts that are not a package of OPTIONAL_PACKAGES.
+# How to get what a fact names, for facts that are not a package of INSTALL_HINTS.
 FACT_HINTS = {
     "numpy": "pip install numpy",
     "opencv": "pip install opencv-python-headless (on a Jetson: JetPack's python3-opencv, in a venv made with "
@@ -49,7 +55,6 @@ FACT_HINTS = {
     "opencv_gstreamer": "this OpenCV has no GStreamer (PyPI's wheels never do): on a Jetson use JetPack's OpenCV "
                         "(scripts/install-jetson.sh); elsewhere build OpenCV with -DWITH_GSTREAMER=ON",
     "gpu": "needs an NVIDIA GPU and its driver",
-    "samples": "pip install 'infusionnet-edge[samples]' (scikit-image)",
 }
 # Facts probed under another name than the package that provides them.
 FACT_PACKAGES = {"samples": "skimage"}
@@ -73,9 +78,8 @@ def available(facts) -> Dict[str, bool]:
 
 
 def hint(fact: str) -> str:
-    from infusionnet.cli.main import OPTIONAL_PACKAGES
     package = FACT_PACKAGES.get(fact, fact)
-    return FACT_HINTS.get(fact) or OPTIONAL_PACKAGES.get(package) or f"install {package}"
+    return FACT_HINTS.get(fact) or INSTALL_HINTS.get(package) or f"install {package}"
 
 
 def capabilities(found: Dict[str, bool], table: Sequence[Capability] = CAPABILITIES) -> List[Dict[str, object]]:
@@ -89,8 +93,7 @@ def capabilities(found: Dict[str, bool], table: Sequence[Capability] = CAPABILIT
 
 
 def problems(facts, found: Dict[str, bool]) -> List[str]:
-    from infusionnet.runtime.environment import conflicts
-    listed = conflicts(facts)
+    listed = environment.conflicts(facts)
     for base in ("numpy", "opencv"):
         if not found[base]:
             listed.append(f"{base} is missing and every command needs it: {hint(base)}")
@@ -100,9 +103,7 @@ def problems(facts, found: Dict[str, bool]) -> List[str]:
 
 
 def run(args) -> int:
-    from infusionnet.runtime.environment import gather
-
-    facts = gather(with_torch=not args.no_torch)
+    facts = environment.gather(with_torch=not args.no_torch)
     found = available(facts)
     rows = capabilities(found)
     listed = problems(facts, found)
@@ -122,7 +123,6 @@ def run(args) -> int:
     for problem in listed:
         print(f"  - {problem}")
     if args.json:
-        from infusionnet.runtime.fileio import atomic_path
         with atomic_path(args.json) as path:
             path.write_text(json.dumps(report_dict(facts, rows, listed), indent=2, default=str) + "\n")
         print(f"facts written to {args.json}", file=sys.stderr)

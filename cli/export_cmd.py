@@ -1,13 +1,21 @@
 """`infusionnet export`: `onnx` writes verified ONNX graphs; `check-trt` checks them for TensorRT."""
 import argparse
+from pathlib import Path
 
 from infusionnet.export.calibration import CALIBRATION_METHODS, DEFAULT_CALIBRATION_METHOD
 from infusionnet.runtime.errors import InfusionNetError
 from infusionnet.runtime.floors import FLOORS
+from infusionnet.runtime.lazy import lazy_import, load
 from infusionnet.runtime.manifest import GRAPH_KINDS, PRECISIONS
 from infusionnet.runtime.sizes import CONTENT_SIZE_HELP, parse_size
 
+from . import trt_cmd
 from .options import add_model_arguments
+
+# The export needs torch and onnx, the TensorRT rules checker onnx: imported when they run.
+pipeline = lazy_import("infusionnet.export.pipeline")
+verify = lazy_import("infusionnet.export.verify")
+trt_compat = lazy_import("infusionnet.export.trt_compat")
 
 DESCRIPTION = """\
 Export the network to ONNX and check exported graphs for TensorRT.
@@ -81,8 +89,7 @@ def register(subparsers) -> None:
     parser.set_defaults(func=lambda args: _no_subcommand(parser))
     _register_onnx(commands)
     _register_check(commands)
-    from infusionnet.cli import trt_cmd  # `export trt` (TensorRT engines) is defined there
-    trt_cmd.add_parser(commands)
+    trt_cmd.add_parser(commands)  # `export trt` (TensorRT engines) is defined there
 
 
 def _no_subcommand(parser) -> int:
@@ -143,34 +150,27 @@ def _register_check(commands) -> None:
 
 def config_from_args(args):
     """The pipeline's ExportConfig from parsed arguments (validation happens in the pipeline)."""
-    from pathlib import Path
-
-    from infusionnet.export.pipeline import ExportConfig
-    from infusionnet.export.verify import Tolerances
-
     # The multiples of 8 are checked with the rest of the config, by the pipeline (the same rule
     # for configs built in code).
     content_size = parse_size(args.content_size, "--content-size", named=True)
-    return ExportConfig(
+    return pipeline.ExportConfig(
         output=Path(args.output), graph=args.graph, checkpoint=args.checkpoint, variant=args.variant,
         seed=args.seed, batch=args.batch, content_size=content_size,
         style_size=args.style_size, style_image=args.style_image, dynamic_size=args.dynamic_size,
         precision=args.precision, calibration=args.calibration, calibration_method=args.calibration_method,
         int8_target=args.int8_target,
         calibration_batches=args.calibration_batches, int8_keep_float=tuple(args.int8_keep_float or ()), opset=args.opset, overwrite=args.overwrite,
-        tolerances=Tolerances(args.max_abs, args.fp16_min_psnr, args.int8_min_psnr))
+        tolerances=verify.Tolerances(args.max_abs, args.fp16_min_psnr, args.int8_min_psnr))
 
 
 def run_onnx(args) -> int:
-    from infusionnet.export.pipeline import run_export
-
-    run_export(config_from_args(args))
+    pipeline.run_export(config_from_args(args))
     return 0
 
 
 def run_check(args) -> int:
     try:
-        from infusionnet.export.trt_compat import main_check
+        main_check = load(trt_compat).main_check
     except ImportError as error:
         raise InfusionNetError(f"check-trt is not available: the TensorRT rules checker could not be "
                                f"loaded ({error})")

@@ -1,8 +1,9 @@
 """The `infusionnet` command: one front door, one subcommand per job.
 
 Each subcommand lives in its own module of this package with ``register(subparsers)``, which
-adds its parser and sets ``func``. Modules import torch, onnx and the like inside ``func`` only,
-so ``infusionnet --help`` stays instant and the torch-free commands work without torch.
+adds its parser and sets ``func``. Modules declare torch, onnx and the modules that need them with
+``runtime.lazy.lazy_import``, imported when a command first uses them, so ``infusionnet --help``
+stays instant and the torch-free commands work without torch.
 """
 import argparse
 import importlib
@@ -14,26 +15,10 @@ from typing import List, Optional
 
 from infusionnet.runtime.errors import InfusionNetError
 from infusionnet.runtime.fileio import describe_os_error
+from infusionnet.runtime.lazy import INSTALL_HINTS
 
 # Modules that add subcommands, in the order `--help` lists them.
 COMMAND_MODULES = ("stylize", "video", "bench", "check", "train", "export_cmd", "doctor")
-
-# Packages that only some commands need (torch-free machines such as Jetson boards run the rest).
-OPTIONAL_PACKAGES = {
-    "torch": "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu (the CPU build; PyPI's "
-             "is the CUDA one), then pip install 'infusionnet-edge[torch]'",
-    "safetensors": "pip install 'infusionnet-edge[torch]'",
-    "onnxslim": "pip install 'infusionnet-edge[torch]'",
-    "onnx": "pip install 'infusionnet-edge[torch]'",
-    "onnxruntime": "pip install 'infusionnet-edge[cpu]' or 'infusionnet-edge[gpu]' (one flavour, not both; "
-                   "on a Jetson, JetPack's or NVIDIA's build)",
-    "skimage": "pip install 'infusionnet-edge[samples]' (scikit-image)",
-    "matplotlib": "pip install 'infusionnet-edge[plots]' (or pass --no-plots)",
-    "tensorrt": "install TensorRT (JetPack on Jetson, or pip install 'infusionnet-edge[tensorrt]' on a GPU machine)",
-    "pycuda": "pip install pycuda (needs the CUDA toolkit and an NVIDIA driver)",
-    "openvino": "pip install 'infusionnet-edge[openvino]'",
-    "nncf": "pip install 'infusionnet-edge[openvino]'",
-}
 
 EPILOG = """\
 examples:
@@ -64,6 +49,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         with sigterm_as_interrupt():
             return int(args.func(args) or 0)
+    except ModuleNotFoundError as error:  # an optional package (runtime.lazy's MissingDependency, or an import)
+        if error.name not in INSTALL_HINTS:
+            raise
+        print(f"error: `infusionnet {args.command}` needs {error.name}, which is not installed: "
+              f"{INSTALL_HINTS[error.name]}", file=sys.stderr)
+        return 2
     except InfusionNetError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -72,12 +63,6 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     except OSError as error:  # a file-system problem the command did not word itself: name the path
         print(f"error: {describe_os_error(error)}", file=sys.stderr)
-        return 2
-    except ModuleNotFoundError as error:
-        if error.name not in OPTIONAL_PACKAGES:
-            raise
-        print(f"error: `infusionnet {args.command}` needs {error.name}, which is not installed: "
-              f"{OPTIONAL_PACKAGES[error.name]}", file=sys.stderr)
         return 2
     except Terminated:
         print("terminated (SIGTERM)", file=sys.stderr)

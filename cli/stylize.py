@@ -3,12 +3,23 @@ import argparse
 import sys
 from pathlib import Path
 
+from infusionnet.runtime import images, samples
 from infusionnet.runtime.errors import InfusionNetError
+from infusionnet.runtime.fileio import check_output_location
+from infusionnet.runtime.lazy import lazy_import
 from infusionnet.runtime.limits import MAX_WORK_PIXELS
 from infusionnet.runtime.model_choice import DEFAULT_MODEL_SUMMARY
+from infusionnet.runtime.stylizer import Stylizer
 
 from .backend_args import add_backend_argument, backend_options, load_backend
 from .options import add_model_arguments, add_renamed_argument
+
+# The PyTorch path (without --model): torch and the networks, imported when it runs.
+torch = lazy_import("torch")
+models = lazy_import("infusionnet.models")
+default_model = lazy_import("infusionnet.models.default_model")
+models_device = lazy_import("infusionnet.models.device")
+rich_progress = lazy_import("rich.progress")  # its progress bar: not for --help
 
 DEFAULT_STYLE = "sample:hubble_deep_field"
 DEFAULT_STYLE_SIZE = 256
@@ -88,9 +99,6 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from infusionnet.runtime import images, samples
-    from infusionnet.runtime.fileio import check_output_location
-
     # Validate everything cheap before loading a network.
     resize = images.parse_resize(args.resize)
     if args.max_pixels < 1:
@@ -141,17 +149,10 @@ class Inputs:
 
 
 def _run_torch(args, resize, content_paths, style_paths, style_low_path, inputs) -> int:
-    import torch
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    from infusionnet.models import validate_style_size
-    from infusionnet.models.device import torch_device
-    from infusionnet.runtime import images
-
     model = _load_model(args)
     style_size = args.style_size or DEFAULT_STYLE_SIZE
-    validate_style_size(model.variant, style_size)
-    device = torch_device(args.device)
+    models.validate_style_size(model.variant, style_size)
+    device = models_device.torch_device(args.device)
     model.to(device)
     style_resize = images.Resize.square(style_size)
     output = Path(args.output)
@@ -192,9 +193,10 @@ def _run_torch(args, resize, content_paths, style_paths, style_low_path, inputs)
     jobs = len(content_paths) * len(style_paths)
     written = 0
     sheet_rows = []  # (content, results...) thumbnails for --sheet
-    with torch.inference_mode(), Progress(
-            TextColumn("[bold]stylize"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-            TextColumn("{task.description}"), transient=not sys.stderr.isatty(),
+    with torch.inference_mode(), rich_progress.Progress(
+            rich_progress.TextColumn("[bold]stylize"), rich_progress.BarColumn(), rich_progress.MofNCompleteColumn(),
+            rich_progress.TimeRemainingColumn(), rich_progress.TextColumn("{task.description}"),
+            transient=not sys.stderr.isatty(),
             # Bad-input reports stay whole lines (rich would wrap them to the console width).
             redirect_stderr=False) as progress:
         task = progress.add_task("", total=jobs)
@@ -220,9 +222,6 @@ def _run_model(args, resize, content_paths, style_paths, inputs) -> int:
     Content images are read one at a time, once per style, so memory stays flat for any number
     of inputs (decoding is cheap next to the network).
     """
-    from infusionnet.runtime import images
-    from infusionnet.runtime.stylizer import Stylizer
-
     if args.sheet:
         raise InfusionNetError("--sheet is only available on the PyTorch path (without --model)")
     if not args.model:
@@ -302,8 +301,7 @@ def _content_paths(args_content, samples, images):
 
 
 def _load_model(args):
-    from infusionnet.models.default_model import resolve_network
-    return resolve_network(args.checkpoint, args.variant, args.seed)[0]
+    return default_model.resolve_network(args.checkpoint, args.variant, args.seed)[0]
 
 
 def _output_stem(content: Path, style: Path, style_low) -> str:

@@ -5,7 +5,13 @@ import sys
 from pathlib import Path
 
 from infusionnet.runtime.errors import InfusionNetError
+from infusionnet.runtime.lazy import lazy_import
 from infusionnet.runtime.model_choice import VARIANT_NAMES
+
+# Training needs torch: imported when `train` runs, not for --help.
+train_config = lazy_import("infusionnet.models.train.config")
+train_state = lazy_import("infusionnet.models.train.state")
+trainer = lazy_import("infusionnet.models.train.trainer")
 
 DESCRIPTION = """\
 Train InfusionNet or AesFA as the authors do: content + EFDM style loss through a frozen VGG-19
@@ -163,19 +169,15 @@ CONFIG_OPTIONS = ("content_dir", "style_dir", "augment", "crop", "load_size", "r
 
 
 def run(args) -> int:
-    from infusionnet.models.train.config import TrainConfig
-    from infusionnet.models.train.state import find_resume_checkpoint, resume_config
-    from infusionnet.models.train.trainer import train
-
     given = {name: getattr(args, name) for name in CONFIG_OPTIONS if hasattr(args, name)}
     main_process = int(os.environ.get("RANK", "0")) == 0
     resume = None
     if args.resume:
-        resume = find_resume_checkpoint(args.resume)
+        resume = train_state.find_resume_checkpoint(args.resume)
         if "output" not in given:  # the run folder the checkpoint lives in, wherever it is now
             if resume.parent.name == "checkpoints":
                 given["output"] = str(resume.parent.parent)
-        config, notes = resume_config(resume, given)
+        config, notes = train_state.resume_config(resume, given)
         if main_process:
             print(f"resuming from {resume}", file=sys.stderr)
             for note in notes:
@@ -184,9 +186,9 @@ def run(args) -> int:
         for option, name in (("--content", "content_dir"), ("--style", "style_dir"), ("--vgg", "vgg")):
             if name not in given:
                 raise InfusionNetError(f"{option} is required for a new run (or --resume a run)")
-        config = TrainConfig(**given)
+        config = train_config.TrainConfig(**given)
 
-    summary = train(config, resume=str(resume) if resume else None, overwrite=args.overwrite)
+    summary = trainer.train(config, resume=str(resume) if resume else None, overwrite=args.overwrite)
     if not main_process:
         return 0
     output = Path(config.output)

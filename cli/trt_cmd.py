@@ -4,9 +4,17 @@
 calls it); ``run(args)`` builds. Nothing here imports TensorRT until ``run``.
 """
 import argparse
+import json
+from pathlib import Path
 
-from infusionnet.runtime.manifest import PRECISIONS
-from infusionnet.runtime.sizes import CONTENT_SIZE_HELP
+from infusionnet.runtime.errors import InfusionNetError
+from infusionnet.runtime.fileio import check_output_location
+from infusionnet.runtime.lazy import lazy_import
+from infusionnet.runtime.manifest import PRECISIONS, Manifest
+from infusionnet.runtime.sizes import CONTENT_SIZE_HELP, parse_content_size
+from infusionnet.runtime.trt_plan import PlanError
+
+trt_build = lazy_import("infusionnet.export.trt_build")  # the builder, when `export trt` runs (not for --help)
 
 DESCRIPTION = """\
 Build one TensorRT engine per graph of an ONNX export directory (full, split or baked), with a
@@ -69,38 +77,27 @@ def add_parser(commands) -> argparse.ArgumentParser:
 
 
 def options_from_args(args):
-    from infusionnet.export.trt_build import BuildOptions
-    from infusionnet.runtime.sizes import parse_content_size
-    from infusionnet.runtime.trt_plan import PlanError
-
     def hw(text, flag):
         return parse_content_size(text, flag, PlanError) if text else None
 
-    return BuildOptions(precision=args.precision, int8_mode=args.int8_mode, calibration=args.calibration,
-                        calibration_batches=args.calibration_batches, calibration_cache=args.calibration_cache,
-                        workspace_mb=args.workspace, min_hw=hw(args.min, "--min"), opt_hw=hw(args.opt, "--opt"),
-                        max_hw=hw(args.max, "--max"), timing_cache=args.timing_cache, dla_core=args.dla_core,
-                        opt_level=args.opt_level)
+    return trt_build.BuildOptions(
+        precision=args.precision, int8_mode=args.int8_mode, calibration=args.calibration,
+        calibration_batches=args.calibration_batches, calibration_cache=args.calibration_cache,
+        workspace_mb=args.workspace, min_hw=hw(args.min, "--min"), opt_hw=hw(args.opt, "--opt"),
+        max_hw=hw(args.max, "--max"), timing_cache=args.timing_cache, dla_core=args.dla_core,
+        opt_level=args.opt_level)
 
 
 def run(args) -> int:
-    import json
-    from pathlib import Path
-
-    from infusionnet.export.trt_build import build_engines, describe_plan, plan_builds
-    from infusionnet.runtime.errors import InfusionNetError
-    from infusionnet.runtime.manifest import Manifest
-
     options = options_from_args(args)
     if args.calibration and not Path(args.calibration).is_dir():
         raise InfusionNetError(f"--calibration {args.calibration}: no such folder")
     if args.dry_run:
-        print(json.dumps(describe_plan(plan_builds(Manifest.load(args.onnx), options)), indent=2))
+        print(json.dumps(trt_build.describe_plan(trt_build.plan_builds(Manifest.load(args.onnx), options)), indent=2))
         return 0
     if Path(args.output).exists() and not args.overwrite:
         raise InfusionNetError(f"--output {args.output} already exists (pass --overwrite to replace it)")
-    from infusionnet.runtime.fileio import check_output_location
     check_output_location(args.output, directory=True)
-    output = build_engines(args.onnx, args.output, options, overwrite=args.overwrite)
+    output = trt_build.build_engines(args.onnx, args.output, options, overwrite=args.overwrite)
     print(f"wrote engines to {output}/; check them with: infusionnet check {output} --backend tensorrt")
     return 0

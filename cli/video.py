@@ -5,12 +5,36 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
+import cv2
+
+from infusionnet.runtime import images, samples
 from infusionnet.runtime.errors import InfusionNetError
+from infusionnet.runtime.fileio import atomic_path, check_output_location
+from infusionnet.runtime.lazy import lazy_import
 from infusionnet.runtime.limits import MAX_WORK_PIXELS
 from infusionnet.runtime.model_choice import CHECKPOINT_HELP, describe
+from infusionnet.runtime.sizes import parse_frame_size
+from infusionnet.runtime.stylizer import Stylizer
+from infusionnet.runtime.video.errors import VideoError
+from infusionnet.runtime.video.styles import Controls, Style, bgr_stylizer
 
 from .backend_args import add_backend_argument, backend_options, load_backend
 from .options import add_model_arguments, add_renamed_argument
+
+# The video pipeline, its benchmark and the progress bar: imported when the command runs, not for
+# --help. The PyTorch path (--checkpoint, no --model) adds torch and the networks.
+video_display = lazy_import("infusionnet.runtime.video.display")
+video_file_sink = lazy_import("infusionnet.runtime.video.file_sink")
+video_sources = lazy_import("infusionnet.runtime.video.sources")
+video_stylize = lazy_import("infusionnet.runtime.video.stylize")
+video_threads = lazy_import("infusionnet.runtime.video.threads")
+video_bench = lazy_import("infusionnet.benchmarks.video_bench")
+machine = lazy_import("infusionnet.benchmarks.machine")
+rich_progress = lazy_import("rich.progress")
+models = lazy_import("infusionnet.models")
+default_model = lazy_import("infusionnet.models.default_model")
+models_device = lazy_import("infusionnet.models.device")
+torch_backend = lazy_import("infusionnet.models.torch_backend")
 
 DEFAULT_STYLE = "sample:hubble_deep_field"
 
@@ -91,13 +115,6 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from infusionnet.runtime.fileio import check_output_location
-    from infusionnet.runtime.sizes import parse_frame_size
-    from infusionnet.runtime.video.display import check_display
-    from infusionnet.runtime.video.errors import VideoError
-    from infusionnet.runtime.video.file_sink import fourcc_for
-    from infusionnet.runtime.video.sources import SOURCE_HELP, parse_source
-
     # Everything cheap is checked before a model loads or a camera opens.
     size = parse_frame_size(args.frame_size, "--frame-size", VideoError) if args.frame_size else None
     if size and args.output and size.even() != size:
@@ -114,17 +131,17 @@ def run(args) -> int:
     if args.benchmark:
         return _benchmark(args, styles, size)
     if not args.input:
-        raise InfusionNetError("--input is required: " + SOURCE_HELP)
+        raise InfusionNetError("--input is required: " + video_sources.SOURCE_HELP)
     if not args.output and not args.display:
         raise InfusionNetError("nothing to do: give --output FILE and/or --display")
     if args.output:
         if Path(args.output).exists() and not args.overwrite:
             raise InfusionNetError(f"{args.output} already exists (pass --overwrite to replace it)")
-        fourcc_for(Path(args.output), args.fourcc)
+        video_file_sink.fourcc_for(Path(args.output), args.fourcc)
         check_output_location(args.output)  # before the model loads and a frame runs
     if args.display:
-        check_display()
-    spec = parse_source(args.input)  # fail on a missing file before loading the model
+        video_display.check_display()
+    spec = video_sources.parse_source(args.input)  # fail on a missing file before loading the model
     _check_frame_budget(spec, size, args.max_pixels)
 
     stylizer = make_stylizer(args)
@@ -137,18 +154,13 @@ def run(args) -> int:
 
 
 def _stylize(args, stylizer, styles, spec, size, capture_size) -> int:
-    from infusionnet.runtime.video.display import DisplaySink
-    from infusionnet.runtime.video.errors import VideoError
-    from infusionnet.runtime.video.styles import Controls
-    from infusionnet.runtime.video.stylize import stylize_video
-
     controls = Controls()
     print(f"stylizing {spec.label} -> " + " and ".join(filter(None, [args.output, "window" if args.display else ""]))
-          + (f" with {len(styles)} styles ({DisplaySink.KEYS_HELP})" if args.display and len(styles) > 1 else "")
+          + (f" with {len(styles)} styles ({video_display.DisplaySink.KEYS_HELP})" if args.display and len(styles) > 1 else "")
           + "; Ctrl-C stops and keeps what was done", file=sys.stderr)
     with _progress(spec, args) as sinks:  # SIGTERM arrives as KeyboardInterrupt (cli.main)
         try:
-            summary = stylize_video(
+            summary = video_stylize.stylize_video(
                 args.input, stylizer, styles, output=args.output, display=args.display, size=size,
                 capture_size=capture_size, capture_fps=args.capture_fps, max_fps=args.max_fps,
                 overlay=args.overlay, stall_timeout=args.stall_timeout, fourcc=args.fourcc,
@@ -167,12 +179,9 @@ def _stylize(args, stylizer, styles, spec, size, capture_size) -> int:
 
 def _check_frame_budget(spec, size, max_pixels: int) -> None:
     """Refuse frames over the pixel budget now when their size is known (--frame-size, or a file's header)."""
-    from infusionnet.runtime import images
-
     if max_pixels < 1:
         raise InfusionNetError(f"--max-pixels must be at least 1, not {max_pixels}")
     if size is None and not spec.live:
-        import cv2
         capture = cv2.VideoCapture(spec.target)
         size = (int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)), int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)))
         capture.release()
@@ -183,9 +192,6 @@ def _check_frame_budget(spec, size, max_pixels: int) -> None:
 
 def style_list(arg: str):
     """--style as video Style entries: one image, a sample, or every image of a folder (sorted)."""
-    from infusionnet.runtime import images, samples
-    from infusionnet.runtime.video.styles import Style
-
     path = samples.resolve_image_arg(arg)
     if Path(path).is_dir():
         paths = images.list_images(path)
@@ -202,14 +208,7 @@ def style_list(arg: str):
 def make_stylizer(args):
     """A FrameStylizer (BGR frames in and out): the runtime Stylizer, over --model's export on
     --backend, or over the --checkpoint network itself in PyTorch."""
-    from infusionnet.runtime.video.styles import bgr_stylizer
-
     if args.model:
-        try:
-            from infusionnet.runtime.stylizer import Stylizer
-        except ImportError:
-            raise InfusionNetError("--model needs the runtime Stylizer (infusionnet.runtime.stylizer), which this "
-                                   "installation does not have; use --checkpoint to run the PyTorch model") from None
         load_backend(args.backend)
         options = backend_options(args, args.backend)
         # Opened here, on the thread that will run inference: CUDA contexts are per thread.
@@ -221,35 +220,27 @@ def make_stylizer(args):
 
 def torch_stylizer(args):
     """The runtime Stylizer over the --checkpoint network in PyTorch (no export needed)."""
-    from infusionnet.models import validate_style_size
-    from infusionnet.models.default_model import resolve_network
-    from infusionnet.models.device import torch_device
-    from infusionnet.models.torch_backend import network_stylizer
-
-    torch_device(args.device)  # before the model loads
-    model = resolve_network(args.checkpoint, args.variant, args.seed)[0]
-    validate_style_size(model.variant, args.style_size)
-    return network_stylizer(model, args.style_size, max_pixels=getattr(args, "max_pixels", None), device=args.device)
+    models_device.torch_device(args.device)  # before the model loads
+    model = default_model.resolve_network(args.checkpoint, args.variant, args.seed)[0]
+    models.validate_style_size(model.variant, args.style_size)
+    return torch_backend.network_stylizer(model, args.style_size, max_pixels=getattr(args, "max_pixels", None),
+                                          device=args.device)
 
 
 def _benchmark(args, styles, size) -> int:
-    from infusionnet.benchmarks.video_bench import format_lines, video_benchmark
-    from infusionnet.runtime.fileio import atomic_path
-
     stylizer = make_stylizer(args)
     try:
         stylizer.set_style(styles[0].load())
-        result = video_benchmark(stylizer, size=size or (256, 256), frames=args.bench_frames)
+        result = video_bench.video_benchmark(stylizer, size=size or (256, 256), frames=args.bench_frames)
     finally:
         close = getattr(stylizer, "close", None)
         if close:
             close()
     result["model"] = args.model or describe(args.checkpoint, args.seed)
     result["backend"] = args.backend if args.model else f"torch-{args.device}"
-    print("\n".join(format_lines(result)))
+    print("\n".join(video_bench.format_lines(result)))
     if args.bench_json:
-        from infusionnet.benchmarks.machine import describe_machine
-        result["machine"] = describe_machine()
+        result["machine"] = machine.describe_machine()
         with atomic_path(args.bench_json) as tmp:
             tmp.write_text(json.dumps(result, indent=2) + "\n")
         print(f"wrote {args.bench_json}")
@@ -262,20 +253,15 @@ def _progress(spec, args):
     if args.display or not sys.stderr.isatty():
         yield []
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    from infusionnet.runtime.video.threads import CallbackSink
-
     total = None
     if not spec.live:
-        import cv2
         capture = cv2.VideoCapture(spec.target)
         total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
         capture.release()
         if args.max_frames and total:
             total = min(total, args.max_frames)
-    columns = [TextColumn("[bold]video"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-               TextColumn("{task.description}")]
-    with Progress(*columns, transient=True) as progress:
+    columns = [rich_progress.TextColumn("[bold]video"), rich_progress.BarColumn(), rich_progress.MofNCompleteColumn(),
+               rich_progress.TimeRemainingColumn(), rich_progress.TextColumn("{task.description}")]
+    with rich_progress.Progress(*columns, transient=True) as progress:
         task = progress.add_task("", total=total)
-        yield [CallbackSink(lambda frame: progress.update(task, advance=1, description=frame.style))]
+        yield [video_threads.CallbackSink(lambda frame: progress.update(task, advance=1, description=frame.style))]

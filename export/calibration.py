@@ -20,9 +20,11 @@ from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence,
 
 import numpy as np
 
+from infusionnet.runtime import images
 from infusionnet.runtime.calibration import CalibrationError, CalibrationFeed, CalibrationReader
 from infusionnet.runtime.compare import Case
 from infusionnet.runtime.manifest import CONTENT, STYLE
+from infusionnet.runtime.samples import sample_names, sample_path
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 # Percentile (99.999%) ranges, measured on the trained default model at 256x256 against PyTorch
@@ -42,8 +44,6 @@ def image_pairs(directory: Optional[str] = None) -> Tuple[List, List, str]:
     no image is paired with itself. Without a folder, the sample photographs are the content
     and the sample textures the style.
     """
-    from infusionnet.runtime import images, samples
-
     if directory is not None:
         try:
             found = images.list_images(directory)
@@ -52,8 +52,8 @@ def image_pairs(directory: Optional[str] = None) -> Tuple[List, List, str]:
         content = list(found)
         style = content[1:] + content[:1]
         return content, style, f"{len(found)} images from {directory}"
-    content = [samples.sample_path(name) for name in samples.sample_names("content")]
-    style = [samples.sample_path(name) for name in samples.sample_names("style")]
+    content = [sample_path(name) for name in sample_names("content")]
+    style = [sample_path(name) for name in sample_names("style")]
     count = max(len(content), len(style))
     content = [content[i % len(content)] for i in range(count)]
     style = [style[i % len(style)] for i in range(count)]
@@ -82,8 +82,6 @@ class PairFeed:
 
 def _square_loader(size: Tuple[int, int]):
     """Shorter side to the target, centre crop: no stretching, unlike an exact HxW resize."""
-    from infusionnet.runtime import images
-
     height, width = size
 
     def load(source) -> np.ndarray:
@@ -100,12 +98,10 @@ def _square_loader(size: Tuple[int, int]):
 def random_pairs(batch: int, content_size: Tuple[int, int], style_size: int, count: int = 2,
                  seed: int = 0) -> List[Feed]:
     """``count`` batches of random images (uniform pixels, normalized like real ones)."""
-    from infusionnet.runtime.images import normalize
-
     rng = np.random.default_rng(seed)
     height, width = content_size
-    return [{CONTENT: normalize(rng.integers(0, 256, (batch, height, width, 3), dtype=np.uint8)),
-             STYLE: normalize(rng.integers(0, 256, (batch, style_size, style_size, 3), dtype=np.uint8))}
+    return [{CONTENT: images.normalize(rng.integers(0, 256, (batch, height, width, 3), dtype=np.uint8)),
+             STYLE: images.normalize(rng.integers(0, 256, (batch, style_size, style_size, 3), dtype=np.uint8))}
             for _ in range(count)]
 
 

@@ -18,7 +18,6 @@ verifies them with OpenVINO (FP32 compute around the INT8 layers, ``export.verif
 nncf is an optional extra (``pip install .[openvino]``), imported when a graph is quantized.
 """
 import contextlib
-import importlib
 import io
 import logging
 import shutil
@@ -27,8 +26,13 @@ from typing import Iterable, List, Optional
 
 import onnx
 
+from infusionnet.runtime.lazy import lazy_import, load
+
 from .simplify import dynamic_weight_convs
 from .trace import ExportError
+
+nncf = lazy_import("nncf")
+openvino = lazy_import("openvino")
 
 INSTALL = "pip install nncf openvino (or pip install .[openvino])"
 # Roles whose graphs are quantized; the others are copied as FP32.
@@ -37,7 +41,7 @@ QUANTIZED_ROLES = ("full", "content", "baked")
 
 def import_nncf():
     try:
-        return importlib.import_module("nncf")
+        return load(nncf)
     except ImportError:
         raise ExportError(f"--int8-target openvino quantizes with NNCF, which is not installed here: {INSTALL}") from None
 
@@ -75,8 +79,8 @@ def quantize_for_openvino(source: Path, directory: Path, role: str, feeds: Itera
         target = directory / source.name
         shutil.copyfile(str(source), str(target))
         return target
-    nncf = import_nncf()
-    ov = importlib.import_module("openvino")
+    import_nncf()  # its install hint, before any work
+    ov = load(openvino)
     samples = list(feeds)
     if not samples:
         raise ExportError(f"{source.name}: no calibration feeds for NNCF")

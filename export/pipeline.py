@@ -14,17 +14,25 @@ import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from importlib import metadata
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import onnx
+import onnxslim
 import torch
+from rich.console import Console
 
+from infusionnet.models import VARIANTS, validate_content_size, validate_style_size
+from infusionnet.models.default_model import resolve_network
+from infusionnet.models.networks import CONTENT_SIZE_MULTIPLE, MIN_CONTENT_SIZE
+from infusionnet.runtime import images, samples
 from infusionnet.runtime import manifest as manifest_schema
 from infusionnet.runtime.compare import Case, Report, check_sizes, print_report
 from infusionnet.runtime.errors import InfusionNetError
 from infusionnet.runtime.fileio import atomic_directory, check_output_location, file_sha256
+from infusionnet.runtime.lazy import lazy_import
 from infusionnet.runtime.model_choice import is_untrained
 from infusionnet.runtime.manifest import Manifest
 
@@ -35,8 +43,12 @@ from .onnx_nodes import graph_io
 from .precision import INT8_OPS_BY_TARGET, INT8_TARGETS, PRECISIONS, to_fp16, to_int8
 from .simplify import dynamic_weight_convs, simplify
 from .trace import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, exportable, trace
+from .trt_compat import check_trt_compat
 from .openvino_int8 import is_openvino_ir, quantize_for_openvino
 from .verify import Tolerances, TorchReference, manifest_record, verify
+
+# Its version for the manifest: verification has run the graphs in it by then (runtime.ort_backend).
+onnxruntime = lazy_import("onnxruntime")
 
 TRT_VERSIONS = ("8.2", "8.5", "8.6", "10")
 DEFAULT_CALIBRATION_BATCHES = 16
@@ -92,8 +104,6 @@ class LoadedModel:
 
 def validate_config(config: ExportConfig) -> None:
     """Raise ExportConfigError (one line) for any option that cannot work; touches no output."""
-    from infusionnet.models import VARIANTS, validate_content_size, validate_style_size
-
     def fail(message: str):
         raise ExportConfigError(message)
 
@@ -160,8 +170,6 @@ def validate_config(config: ExportConfig) -> None:
 
 
 def _style_path(text: str) -> Path:
-    from infusionnet.runtime import samples
-
     path = Path(samples.resolve_image_arg(text))
     if not path.is_file():
         raise ExportConfigError(f"--style-image {text}: no such file")
@@ -173,9 +181,6 @@ def _style_path(text: str) -> Path:
 def load_model(config: ExportConfig) -> LoadedModel:
     """The network ``config.checkpoint`` selects (strict load): a file, the bundled default model
     (none given) or the seeded untrained network ("untrained")."""
-    from infusionnet.models import validate_style_size
-    from infusionnet.models.default_model import resolve_network
-
     model, info = resolve_network(config.checkpoint, config.variant, config.seed)
     validate_style_size(model.variant, config.style_size)
     return LoadedModel(model.eval(), info)
@@ -187,8 +192,6 @@ def _stderr(message: str) -> None:
 
 def style_tensor(text: str, size: int) -> Tuple[np.ndarray, Dict[str, str]]:
     """A style image argument -> normalized (1, 3, size, size), resized and centre-cropped."""
-    from infusionnet.runtime import images
-
     path = _style_path(text)
     rgb, _ = images.prepare_image(images.read_image(path), images.Resize.square(size))
     return images.normalize(rgb), {"argument": str(text), "file": path.name, "sha256": file_sha256(path)}
@@ -235,8 +238,6 @@ def calibration_size(content_size: Tuple[int, int], max_pixels: Optional[int] = 
     """The content size INT8 calibration runs at: ``content_size`` scaled down (aspect ratio kept,
     multiples of the network's size step) until it holds at most ``max_pixels``
     (default CALIBRATION_MAX_PIXELS)."""
-    from infusionnet.models.networks import CONTENT_SIZE_MULTIPLE, MIN_CONTENT_SIZE
-
     max_pixels = max_pixels or CALIBRATION_MAX_PIXELS
     height, width = content_size
     if height * width <= max_pixels:
@@ -317,12 +318,8 @@ def verification_feeds(config: ExportConfig) -> List[Case]:
 
 # -- step 4: TensorRT compatibility -------------------------------------------------------------
 
-def check_trt(directory: Path, versions=TRT_VERSIONS) -> Optional[dict]:
-    """Summary of ``export.trt_compat`` per TensorRT version, or None with a reason if unavailable."""
-    try:
-        from .trt_compat import check_trt_compat
-    except ImportError as error:
-        return {"available": False, "reason": f"TensorRT compatibility checker not available ({error})"}
+def check_trt(directory: Path, versions=TRT_VERSIONS) -> dict:
+    """Summary of ``export.trt_compat`` per TensorRT version."""
     summary = {"available": True, "versions": {}}
     for version in versions:
         report = check_trt_compat(directory, version)
@@ -345,14 +342,10 @@ def trt_line(summary: Optional[dict]) -> str:
 # -- step 5: manifest and metadata --------------------------------------------------------------
 
 def exporter_versions() -> Dict[str, str]:
-    import onnxruntime
-    import onnxslim
-
     versions = {"torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
                 "onnxslim": onnxslim.__version__, "exporter": "torch.onnx TorchScript (dynamo=False)"}
     try:
-        from importlib.metadata import version
-        versions["infusionnet-edge"] = version("infusionnet-edge")
+        versions["infusionnet-edge"] = metadata.version("infusionnet-edge")
     except Exception:  # not installed as a distribution (running from a checkout)
         pass
     return versions
@@ -361,8 +354,6 @@ def exporter_versions() -> Dict[str, str]:
 def build_manifest(config: ExportConfig, model: torch.nn.Module, checkpoint: dict, paths: Dict[str, Path],
                    verification: Report, trt: Optional[dict], calibration: Optional[dict],
                    style_image: Optional[dict], io_sources: Optional[Dict[str, Path]] = None) -> Manifest:
-    from infusionnet.runtime.images import MEAN, STD
-
     graphs = []
     for role, path in paths.items():
         # OpenVINO IR (NNCF INT8) keeps the FP32 graph's inputs and outputs: read them there.
@@ -374,7 +365,7 @@ def build_manifest(config: ExportConfig, model: torch.nn.Module, checkpoint: dic
         "precision": config.precision, "int8_target": int8_target(config), "opset": config.opset, "batch": config.batch,
         "content_size": list(config.content_size), "dynamic_size": config.dynamic_size,
         "style_size": config.style_size,
-        "normalization": {"mean": list(MEAN), "std": list(STD), "color": "RGB", "layout": "NCHW",
+        "normalization": {"mean": list(images.MEAN), "std": list(images.STD), "color": "RGB", "layout": "NCHW",
                           "scale": NORMALIZATION_SCALE},
         "checkpoint": checkpoint, "style_image": style_image, "exporter": exporter_versions(),
         "graphs": graphs, "verification": manifest_record(verification, config.tolerances), "trt_compat": trt,
@@ -411,8 +402,6 @@ def _step(progress, text: str):
 
 def run_export(config: ExportConfig, console=None) -> Manifest:
     """Validate, export, verify and write ``config.output``; returns the written manifest."""
-    from rich.console import Console
-
     console = console or Console(stderr=True, highlight=False)
     validate_config(config)
     loaded = load_model(config)

@@ -33,11 +33,19 @@ from typing import Optional, Sequence
 import onnx
 
 from infusionnet.runtime.calibration import CalibrationReader
+from infusionnet.runtime.lazy import lazy_import, load
 from infusionnet.runtime.manifest import PRECISIONS  # noqa: F401 (export.precision.PRECISIONS, as before)
 
 from . import cpu_int8
 from .calibration import CALIBRATION_METHODS, DEFAULT_CALIBRATION_METHOD
 from .simplify import check_graph, dynamic_weight_convs, topological_sort
+
+# ONNX Runtime's FP16 converter and INT8 quantizer: imported when a graph is converted (an FP32
+# export uses neither, and ONNX Runtime is an extra of its own).
+ort_float16 = lazy_import("onnxruntime.transformers.float16")
+ort_quantization = lazy_import("onnxruntime.quantization")
+ort_calibrate = lazy_import("onnxruntime.quantization.calibrate")
+ort_shape_inference = lazy_import("onnxruntime.quantization.shape_inference")
 from .trace import ExportError
 
 # Kept in FP32 inside FP16 graphs.
@@ -64,12 +72,11 @@ DEFAULT_QDQ_PLACEMENT = {"tensorrt": "inputs", "cpu": "onnxruntime"}
 
 def to_fp16(source: Path, target: Path) -> Path:
     """Write the FP16 version of ``source`` to ``target`` (FP32 I/O, FP32 normalization)."""
-    from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
-
+    float16 = load(ort_float16)  # a missing package is not a failed conversion
     model = onnx.load(str(source))
     try:
-        converted = convert_float_to_float16(model, keep_io_types=True,
-                                             op_block_list=list(DEFAULT_OP_BLOCK_LIST) + list(FP32_OPS))
+        converted = float16.convert_float_to_float16(
+            model, keep_io_types=True, op_block_list=list(float16.DEFAULT_OP_BLOCK_LIST) + list(FP32_OPS))
     except Exception as error:
         raise ExportError(f"{Path(source).name}: FP16 conversion failed: {error}") from error
     onnx.save(topological_sort(converted), str(target))
@@ -78,10 +85,9 @@ def to_fp16(source: Path, target: Path) -> Path:
 
 
 def calibration_method(name: str):
-    from onnxruntime.quantization import CalibrationMethod
-
-    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-               "percentile": CalibrationMethod.Percentile}
+    methods = {"minmax": ort_quantization.CalibrationMethod.MinMax,
+               "entropy": ort_quantization.CalibrationMethod.Entropy,
+               "percentile": ort_quantization.CalibrationMethod.Percentile}
     if name not in methods:
         raise ExportError(f"unknown calibration method {name!r}; choose from {', '.join(methods)}")
     return methods[name]
@@ -103,13 +109,11 @@ CALIBRATOR_OPTIONS = {
 def calibrate(source: Path, reader, method: str, cache: Path, op_types=INT8_OPS, symmetric: bool = True) -> Path:
     """Run ``reader``'s feeds through ``source`` and save the activation ranges to ``cache``
     (ORT's calibration cache JSON, which ``quantize_static`` loads instead of calibrating)."""
-    from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
-
     options = dict(CALIBRATOR_OPTIONS[method], symmetric=symmetric)
-    calibrator = create_calibrator(Path(source), list(op_types),
-                                   augmented_model_path=str(Path(cache).with_suffix(".augmented.onnx")),
-                                   calibrate_method=calibration_method(method),
-                                   providers=["CPUExecutionProvider"], extra_options=options)
+    calibrator = ort_calibrate.create_calibrator(Path(source), list(op_types),
+                                                 augmented_model_path=str(Path(cache).with_suffix(".augmented.onnx")),
+                                                 calibrate_method=calibration_method(method),
+                                                 providers=["CPUExecutionProvider"], extra_options=options)
     with contextlib.redirect_stdout(io.StringIO()):  # the histogram calibrators print progress
         # One batch at a time: a calibrator keeps every activation of the feeds it is given until
         # it reduces them to ranges or histograms, so all batches at once would hold all of them.
@@ -117,7 +121,7 @@ def calibrate(source: Path, reader, method: str, cache: Path, op_types=INT8_OPS,
         for feed in reader:
             calibrator.collect_data(_SingleFeed(feed))
         ranges = calibrator.compute_data()
-    save_tensors_data(ranges, cache)
+    ort_calibrate.save_tensors_data(ranges, cache)
     return Path(cache)
 
 
@@ -150,8 +154,7 @@ def to_int8(source: Path, target: Path, reader, method: str = DEFAULT_CALIBRATIO
     simplified by onnxslim it gave the identical quantized graph and accuracy (measured on the
     full InfusionNet graph: same 641 nodes, same PSNR), for extra time.
     """
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
-
+    quantization = load(ort_quantization)  # a missing package is not a failed quantization
     if int8_target not in INT8_OPS_BY_TARGET or int8_target == "openvino":
         raise ExportError(f"INT8 target {int8_target!r} is not ONNX Runtime's quantizer's: choose tensorrt or cpu "
                           "(openvino graphs come from export.openvino_int8)")
@@ -183,9 +186,9 @@ def to_int8(source: Path, target: Path, reader, method: str = DEFAULT_CALIBRATIO
                    "QuantizeBias": False}
         if placement == "inputs":
             options["OpTypesToExcludeOutputQuantization"] = list(op_types)
-        activation_type = QuantType.QUInt8 if cpu else QuantType.QInt8
+        activation_type = quantization.QuantType.QUInt8 if cpu else quantization.QuantType.QInt8
         try:
-            if "calibration_cache_path" in inspect.signature(quantize_static).parameters:
+            if "calibration_cache_path" in inspect.signature(quantization.quantize_static).parameters:
                 cache = Path(calibration_cache) if calibration_cache else Path(scratch) / "calibration.json"
                 if not cache.is_file():
                     calibrate(calibrate_in, reader, method, cache, op_types, symmetric=not cpu)
@@ -200,11 +203,11 @@ def to_int8(source: Path, target: Path, reader, method: str = DEFAULT_CALIBRATIO
                 calibration = {"calibration_data_reader": reader}
             # The quantizer logs a pre-processing hint we have measured and declined.
             with _quiet_root_logger(), contextlib.redirect_stdout(io.StringIO()):
-                quantize_static(str(model_in), str(target), quant_format=QuantFormat.QDQ,
-                                op_types_to_quantize=list(op_types), per_channel=True,
-                                activation_type=activation_type, weight_type=QuantType.QInt8,
-                                nodes_to_exclude=excluded, calibrate_method=calibration_method(method),
-                                extra_options=options, **calibration)
+                quantization.quantize_static(
+                    str(model_in), str(target), quant_format=quantization.QuantFormat.QDQ,
+                    op_types_to_quantize=list(op_types), per_channel=True, activation_type=activation_type,
+                    weight_type=quantization.QuantType.QInt8, nodes_to_exclude=excluded,
+                    calibrate_method=calibration_method(method), extra_options=options, **calibration)
         except ExportError:
             raise
         except Exception as error:
@@ -227,9 +230,7 @@ def _pools_as_convs(source: Path, target: Path) -> Path:
 def _check_ranges_cover(cache: Path, model_path: Path, op_types, excluded) -> None:
     """Every input and output of a node that gets Q/DQ must have a calibrated range: a range
     missing because the calibration graph named a tensor differently would be a silent gap."""
-    from onnxruntime.quantization.calibrate import load_tensors_data
-
-    ranges = set(load_tensors_data(cache).data)
+    ranges = set(ort_calibrate.load_tensors_data(cache).data)
     model = onnx.load(str(model_path), load_external_data=False)
     constants = {init.name for init in model.graph.initializer}
     skip = set(excluded)
@@ -259,10 +260,9 @@ def _pre_process(source: Path, target: Path) -> None:
     It can fail on graphs it does not understand; quantizing the simplified graph directly is
     then still correct, just without the fused patterns, so fall back instead of failing.
     """
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
+    shape_inference = load(ort_shape_inference)  # a missing package is not a graph it cannot process
     try:
-        quant_pre_process(str(source), str(target), skip_symbolic_shape=False)
+        shape_inference.quant_pre_process(str(source), str(target), skip_symbolic_shape=False)
     except Exception:  # pragma: no cover - depends on the ORT release
         shutil.copyfile(str(source), str(target))
 

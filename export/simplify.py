@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Dict, List
 
 import onnx
+import onnxslim
 
 from .trace import ExportError
 
@@ -23,8 +24,6 @@ FORBIDDEN_OPS = frozenset({
 
 def simplify(path: Path) -> Path:
     """Fold constants and remove dead nodes in place with onnxslim; then run ``check_graph``."""
-    import onnxslim
-
     path = Path(path)
     try:
         model = onnxslim.slim(onnx.load(str(path)))

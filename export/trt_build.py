@@ -38,11 +38,19 @@ from infusionnet.runtime.engine_sidecar import (EngineSidecar, Environment, plat
 from infusionnet.runtime.errors import InfusionNetError
 from infusionnet.runtime.fileio import file_sha256
 from infusionnet.runtime.fileio import atomic_directory
+from infusionnet.runtime.lazy import lazy_import, load
 from infusionnet.runtime.manifest import PRECISIONS, Manifest, TensorSpec
-from infusionnet.runtime.trt_plan import HW, Profile, TrtFeatures, derive_profile
+from infusionnet.runtime.ort_backend import OnnxRuntimeBackend
+from infusionnet.runtime.trt_backend import import_pycuda, import_tensorrt
+from infusionnet.runtime.trt_plan import (HW, Profile, TrtFeatures, derive_profile, detect_features,
+                                           require_runtime_features)
+
+from .calibration import PairFeed, RoleFeed, image_pairs
 
 if TYPE_CHECKING:  # `make typecheck` checks the TensorRT calls against the stubs; never imported at run time
     import tensorrt
+# Polygraphy builds the engines (the tensorrt extra): imported with TensorRT, when a build starts.
+polygraphy_trt = lazy_import("polygraphy.backend.trt")
 
 INT8_MODES = ("explicit", "implicit")
 OPT_LEVELS = range(0, 6)  # TensorRT's builder optimization levels (default 3)
@@ -199,13 +207,10 @@ def build_command(onnx_dir: str, output: str, options: BuildOptions) -> str:
 
 def _tensorrt_and_gpu():
     """(tensorrt, polygraphy.backend.trt, Environment of GPU 0) or a clear error."""
-    from infusionnet.runtime.trt_backend import import_pycuda, import_tensorrt
-    from infusionnet.runtime.trt_plan import detect_features, require_runtime_features
-
     trt = import_tensorrt()
     require_runtime_features(detect_features(trt))
     try:
-        from polygraphy.backend import trt as poly
+        poly = load(polygraphy_trt)
     except ImportError:
         raise TrtBuildError("the engine builder uses Polygraphy: pip install polygraphy (or .[tensorrt])") from None
     cuda = import_pycuda(0)
@@ -239,8 +244,6 @@ class BuiltEngine(NamedTuple):
 def build_engine(trt, poly, build: GraphBuild, options: BuildOptions, calibration=None,
                  calibration_cache: Optional[Path] = None, log=print) -> BuiltEngine:
     """Serialize one graph's engine on the installed TensorRT."""
-    from infusionnet.runtime.trt_plan import detect_features
-
     features = detect_features(trt)
     if build.calibrate and not features.implicit_int8:
         raise TrtBuildError(f"TensorRT {trt.__version__} has deprecated implicit INT8 calibration: export QDQ graphs "
@@ -306,9 +309,6 @@ def _calibration_feed(manifest: Manifest, build: GraphBuild, options: BuildOptio
 
     The content graph of a split export also needs kernels: they come from running the FP32
     style graph in ONNX Runtime on each batch's style images."""
-    from infusionnet.export.calibration import PairFeed, RoleFeed, image_pairs
-    from infusionnet.runtime.ort_backend import OnnxRuntimeBackend
-
     content, style, _ = image_pairs(options.calibration)
     opt = build.profile[build.inputs[0].name].opt if build.role != "style" else None
     height, width = (opt[2], opt[3]) if opt else tuple(manifest.content_size)

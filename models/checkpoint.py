@@ -22,8 +22,13 @@ import torch
 
 from infusionnet.runtime.errors import InfusionNetError
 from infusionnet.runtime.fileio import atomic_path
+from infusionnet.runtime.lazy import lazy_import
 
 from .networks import StyleTransferNetwork, build_model
+
+# The project format; the authors' .pth checkpoints load without safetensors installed.
+safetensors = lazy_import("safetensors")
+safetensors_torch = lazy_import("safetensors.torch")
 
 PARTS = ("netE", "netS", "netG")
 PROJECT_FORMAT = "infusionnet-edge/1"
@@ -111,11 +116,9 @@ def torch_load_weights_only(path: Path, error: type, what: str):
 
 
 def _read_safetensors(path: Path) -> Dict[str, torch.Tensor]:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
     try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as error:
+        return safetensors_torch.load_file(str(path))
+    except (safetensors.SafetensorError, OSError, ValueError) as error:
         raise CheckpointError(f"{path}: truncated or corrupt safetensors file ({_first_line(error)})") from None
 
 
@@ -129,8 +132,7 @@ def read_project_config(path: Path) -> dict:
         except (ValueError, OSError) as error:
             raise CheckpointError(f"{sidecar}: unreadable checkpoint config ({_first_line(error)})") from None
     if path.suffix == ".safetensors" or _starts_like_safetensors(path):
-        from safetensors import safe_open
-        with safe_open(str(path), framework="pt") as f:
+        with safetensors.safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
         return json.loads(metadata.get("infusionnet_config", "{}"))
     return {}
@@ -172,7 +174,6 @@ def check_state_dict(model: StyleTransferNetwork, state: Dict[str, torch.Tensor]
 
 def save_checkpoint(model: StyleTransferNetwork, path: PathLike, extra: Optional[dict] = None) -> Path:
     """Write the project format (``NAME.safetensors`` + ``NAME.json``) atomically."""
-    from safetensors.torch import save_file
     path = Path(path)
     if path.suffix != ".safetensors":
         path = path.with_name(path.name + ".safetensors")  # "model.v2" -> "model.v2.safetensors"
@@ -181,7 +182,7 @@ def save_checkpoint(model: StyleTransferNetwork, path: PathLike, extra: Optional
     # Both files are written first and renamed only when both succeeded, so the weights and the
     # config beside them never come from different saves.
     with atomic_path(path) as weights_tmp, atomic_path(path.with_suffix(".json")) as config_tmp:
-        save_file(tensors, str(weights_tmp), metadata={"infusionnet_config": json.dumps(config)})
+        safetensors_torch.save_file(tensors, str(weights_tmp), metadata={"infusionnet_config": json.dumps(config)})
         config_tmp.write_text(json.dumps(config, indent=2) + "\n")
     return path
 

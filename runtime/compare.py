@@ -33,8 +33,15 @@ import numpy as np
 from .backend import Arrays, Backend
 from .errors import CheckError
 from .floors import Floors, floors_for
+from .lazy import lazy_import
 from .metrics import PSNR_CAP, image_metrics, kernel_metrics
 from .stylizer import CONTENT, STYLE, STYLIZED
+
+# The printer's (rich takes ~50 ms to import, and the command line loads this module to build its
+# parsers: `infusionnet --help` stays instant).
+rich_box = lazy_import("rich.box")
+rich_console = lazy_import("rich.console")
+rich_table = lazy_import("rich.table")
 
 HW = Tuple[int, int]
 KERNELS = "kernels"  # a split export's style graph outputs, compared as one
@@ -280,14 +287,10 @@ def _fmt(value: Optional[float], digits: str) -> str:
 
 def print_report(report: Report, console=None) -> None:
     """One row per output; the floors in the title, every missed floor spelled out below."""
-    from rich import box
-    from rich.console import Console
-    from rich.table import Table
-
-    console = console or Console()
-    table = Table(title=f"{report.candidate} vs {report.reference} ({report.precision}; floors: "
-                        f"{report.floors.describe()})", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
-                  collapse_padding=True)
+    console = console or rich_console.Console()
+    table = rich_table.Table(title=f"{report.candidate} vs {report.reference} ({report.precision}; floors: "
+                                   f"{report.floors.describe()})", title_justify="left", box=rich_box.SIMPLE_HEAD,
+                             pad_edge=False, collapse_padding=True)
     # Per graph, the graphs column says what the output is (the style graph's are kernels).
     columns = [("graphs", "left"), ("inputs", "left"), ("size", "right")] if report.per_graph else \
         [("inputs", "left"), ("size", "right"), ("output", "left")]

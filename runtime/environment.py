@@ -13,8 +13,15 @@ import re
 import shutil
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
+
+from .lazy import lazy_import
+
+# The doctor reports a missing numpy or OpenCV instead of failing to import: the samples (numpy,
+# OpenCV) load only when probed.
+samples = lazy_import("infusionnet.runtime.samples")
 
 # Distributions that install the same import name: two of them in one environment overwrite
 # each other's files, and the module left behind is a mix of both.
@@ -38,10 +45,6 @@ class Probe(NamedTuple):
 
 def installed_distributions(names: Sequence[str]) -> Dict[str, str]:
     """{distribution name: version} of those of ``names`` that pip (or a system package) installed."""
-    try:
-        from importlib import metadata
-    except ImportError:  # pragma: no cover - Python < 3.8 is not supported
-        return {}
     found = {}
     for name in names:
         try:
@@ -148,7 +151,7 @@ def pycuda_probe() -> Probe:
     driver, why = import_module("pycuda.driver")
     if driver is None:
         return Probe(False, f"no: {why}")
-    import pycuda
+    pycuda, _ = import_module("pycuda")  # imported with its driver module
     return Probe(True, str(getattr(pycuda, "VERSION_TEXT", "installed")))
 
 
@@ -202,7 +205,7 @@ def dla_probe(tensorrt: Probe, gpu: Probe) -> Probe:
     if not (tensorrt.found and gpu.found):
         return Probe(False, "unknown (needs TensorRT and a GPU)")
     try:
-        import tensorrt as trt
+        trt, _ = import_module("tensorrt")  # imported by the tensorrt probe
         builder = trt.Builder(trt.Logger(trt.Logger.ERROR))
         cores = int(builder.num_DLA_cores)
     except Exception as error:  # no CUDA context, a driver problem: report, don't crash
@@ -229,10 +232,9 @@ def module_probe(name: str) -> Probe:
 
 def samples_probe() -> Probe:
     """The built-in sample photos: scikit-image's data folder, found without importing it."""
-    from .samples import SampleError, data_folder
     try:
-        return Probe(True, f"yes ({data_folder()})")
-    except SampleError as error:
+        return Probe(True, f"yes ({samples.data_folder()})")
+    except samples.SampleError as error:
         return Probe(False, f"no: {error}")
 
 

@@ -20,6 +20,9 @@ import numpy as np
 
 from .errors import CheckError
 from .images import denormalize
+from .lazy import lazy_import
+
+skimage_metrics = lazy_import("skimage.metrics")  # SSIM only: scikit-image is the samples extra
 
 PSNR_CAP = 100.0  # reported for identical images: JSON has no infinity
 
@@ -34,9 +37,7 @@ def psnr(a: np.ndarray, b: np.ndarray, peak: float) -> float:
 
 def ssim(a: np.ndarray, b: np.ndarray) -> float:
     """Mean SSIM of uint8 NHWC batches (scikit-image, per image over the colour channels)."""
-    from skimage.metrics import structural_similarity
-
-    scores = [structural_similarity(x, y, channel_axis=-1, data_range=255) for x, y in zip(a, b)]
+    scores = [skimage_metrics.structural_similarity(x, y, channel_axis=-1, data_range=255) for x, y in zip(a, b)]
     return float(np.mean(scores))
 
 

@@ -14,12 +14,14 @@ model (``INFERENCE_PRECISION_HINT``) and reported, never assumed:
 openvino is an optional extra (``pip install .[openvino]``): it is imported when a backend opens,
 so importing this module never needs it.
 """
-import importlib
 from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 
 from .backend import Arrays, Backend, BackendError
+from .lazy import lazy_import, load
+
+openvino = lazy_import("openvino")
 
 OV_PRECISIONS = ("default", "fp32", "bf16")
 # OpenVINO's element type names for the precision hint, and how this project names them.
@@ -31,7 +33,7 @@ INSTALL = "pip install openvino (or pip install .[openvino])"
 
 def import_openvino():
     try:
-        return importlib.import_module("openvino")
+        return load(openvino)
     except ImportError:
         raise BackendError(f"the openvino backend needs OpenVINO, which is not installed here: {INSTALL}") from None
 

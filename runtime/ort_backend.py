@@ -14,6 +14,9 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from .backend import Arrays, Backend, BackendError
+from .lazy import INSTALL_HINTS, lazy_import, load
+
+onnxruntime = lazy_import("onnxruntime")  # an extra, in one of two flavours: imported when a backend opens
 
 PROVIDER_PREFERENCE = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 PROVIDER_NAMES = {"tensorrt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProvider",
@@ -69,10 +72,9 @@ class OnnxRuntimeBackend(Backend):
 
     def _open(self) -> None:
         try:
-            import onnxruntime as ort
+            ort = load(onnxruntime)
         except ImportError:
-            raise BackendError("onnxruntime is not installed: pip install 'infusionnet-edge[cpu]' or "
-                               "'infusionnet-edge[gpu]' (one flavour, not both)") from None
+            raise BackendError(f"onnxruntime is not installed: {INSTALL_HINTS['onnxruntime']}") from None
         providers = choose_providers(ort.get_available_providers(), self.requested)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

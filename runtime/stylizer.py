@@ -31,6 +31,9 @@ from .backend import BACKENDS, Backend, BackendError
 from .engine_sidecar import ENGINE_INDEX, read_engine_index
 from .limits import MAX_WORK_PIXELS
 from .manifest import CONTENT, FRAME_ROLES, MANIFEST_NAME, STYLE, STYLIZED, Manifest
+from .openvino_backend import OpenVinoBackend
+from .ort_backend import OnnxRuntimeBackend
+from .trt_backend import TensorRTBackend
 
 SIZE_MISMATCH = ("letterbox", "error")
 
@@ -74,7 +77,6 @@ def make_backends(model_dir, backend: str = "onnxruntime", checkpoint=None, **op
         if kind != "tensorrt":
             raise BackendError(f"{model_dir} is an ONNX export: build engines first with `infusionnet export trt "
                                f"--onnx {model_dir} -o ENGINE_DIR`, then pass ENGINE_DIR")
-        from .trt_backend import TensorRTBackend
         roles = list(index["engines"])
         kernels_external = "style" in roles and "content" in roles
         backends = {}
@@ -90,10 +92,8 @@ def make_backends(model_dir, backend: str = "onnxruntime", checkpoint=None, **op
         raise BackendError(f"{model_dir} holds NNCF INT8 graphs in OpenVINO's format (--int8-target openvino): "
                            "use --backend openvino, or export --int8-target cpu for ONNX Runtime")
     if backend == "onnxruntime":
-        from .ort_backend import OnnxRuntimeBackend
         return {role: OnnxRuntimeBackend.from_graph(graph, **options) for role, graph in manifest.graphs.items()}
     if backend == "openvino":
-        from .openvino_backend import OpenVinoBackend
         return {role: OpenVinoBackend.from_graph(graph, **options) for role, graph in manifest.graphs.items()}
     factory = REGISTERED_BACKENDS.get(backend)
     if factory is None:

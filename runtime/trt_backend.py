@@ -25,11 +25,15 @@ import numpy as np
 from .backend import Arrays, Backend, BackendError
 from .engine_sidecar import (EngineMismatchError, Environment, check_compatible, platform_tag, read_engine_bytes,
                              read_sidecar, rebuild_hint)
+from .lazy import lazy_import, load
 from .trt_plan import (BufferPlan, derive_profile, detect_features, is_dynamic, plan_buffers,
                        require_runtime_features, trt_dtype_name)
 
-if TYPE_CHECKING:  # `make typecheck` checks the calls below against the TensorRT stubs; never imported at run time
+if TYPE_CHECKING:  # `make typecheck` checks the calls below against the TensorRT stubs
     import tensorrt
+else:
+    tensorrt = lazy_import("tensorrt")  # imported when a backend opens (import_tensorrt)
+pycuda_driver = lazy_import("pycuda.driver")  # likewise (import_pycuda)
 
 INSTALL_HINT = ("TensorRT is not installed: pip install .[tensorrt] (desktop; the wheels come from NVIDIA's "
                 "index) or, on Jetson, use the python3-libnvinfer that JetPack installs")
@@ -37,7 +41,7 @@ INSTALL_HINT = ("TensorRT is not installed: pip install .[tensorrt] (desktop; th
 
 def import_tensorrt():
     try:
-        import tensorrt as trt
+        trt = load(tensorrt)
     except ImportError:
         raise BackendError(INSTALL_HINT) from None
     except Exception as error:  # the pip stub or a missing libnvinfer fails with other errors
@@ -64,7 +68,7 @@ def init_plugins(trt, logger) -> bool:
 def import_pycuda(device_id: int = 0):
     """pycuda.driver, initialised, after checking that GPU ``device_id`` exists."""
     try:
-        import pycuda.driver as cuda
+        cuda = load(pycuda_driver)
     except ModuleNotFoundError as error:
         if error.name in ("pycuda", "pycuda.driver"):
             raise BackendError("the TensorRT backend needs pycuda: pip install pycuda (needs the CUDA toolkit)") from None

@@ -7,13 +7,14 @@
     runtime      torch-free inference (Jetson, Python 3.8): imports no other folder, and no torch
 
 Checked on the parsed source (ast), not on text: imports inside functions count, relative
-imports are resolved, and so are ``importlib.import_module("infusionnet....")`` and
-``__import__`` calls whose module name is written out (also as the fixed start of an f-string).
+imports are resolved, and so are ``importlib.import_module("infusionnet....")``, ``__import__``
+and ``lazy_import`` (runtime/lazy.py: a module imported on first use) calls whose module name
+is written out (also as the fixed start of an f-string).
 """
 import ast
 import sys
 from pathlib import Path
-from typing import Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import pytest
 
@@ -24,6 +25,10 @@ LAYERS = ("runtime", "models", "export", "benchmarks", "cli")  # bottom to top
 FORBIDDEN_PACKAGES = {"runtime": ("torch",)}
 # (file, package) pairs exempt from that: probes that only ask whether a package is installed.
 PROBES = {("runtime/environment.py", "torch")}  # `infusionnet doctor` reports torch, or its absence
+# Import statements allowed inside a function, (file, module) -> why. Everything else is imported
+# at the top of its module, optional packages with ``lazy_import`` (runtime/lazy.py), so that the
+# top of a module shows all it depends on.
+IMPORTS_INSIDE_FUNCTIONS: Dict[Tuple[str, str], str] = {}
 
 Import = Tuple[Path, int, str]  # file, line, absolute module name
 
@@ -57,10 +62,11 @@ def _imports(path: Path) -> Iterator[Tuple[int, str]]:
 
 
 def _called_import(call: ast.Call) -> Optional[str]:
-    """The module name of an ``import_module(...)`` or ``__import__(...)`` call, if written out."""
+    """The module name of an ``import_module(...)``, ``__import__(...)`` or ``lazy_import(...)``
+    call, if written out."""
     function = call.func
     called = function.attr if isinstance(function, ast.Attribute) else getattr(function, "id", None)
-    if called not in ("import_module", "__import__"):
+    if called not in ("import_module", "__import__", "lazy_import"):
         return None
     argument = call.args[0]
     if isinstance(argument, ast.Constant) and isinstance(argument.value, str):
@@ -70,6 +76,19 @@ def _called_import(call: ast.Call) -> Optional[str]:
         if isinstance(first, ast.Constant) and isinstance(first.value, str):
             return first.value.rstrip(".")
     return None
+
+
+def imports_inside_functions(path: Path) -> List[Tuple[int, str]]:
+    """(line, module as written) of the import statements in ``path`` that sit inside a function."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            for inner in ast.walk(node):
+                if isinstance(inner, ast.Import):
+                    found.update((inner.lineno, alias.name) for alias in inner.names)
+                elif isinstance(inner, ast.ImportFrom):
+                    found.add((inner.lineno, "." * inner.level + (inner.module or "")))
+    return sorted(found)
 
 
 def layer_of(module: str) -> Optional[str]:
@@ -110,6 +129,16 @@ def test_layers_do_not_import_forbidden_packages(folder):
                        f"inside functions:\n{describe(found)}")
 
 
+@pytest.mark.parametrize("folder", LAYERS)
+def test_imports_sit_at_the_top_of_each_module(folder):
+    found = [(path, line, name) for path in modules(folder) for line, name in imports_inside_functions(path)
+             if (path.relative_to(ROOT).as_posix(), name) not in IMPORTS_INSIDE_FUNCTIONS]
+    assert not found, (f"{folder}/: import at the top of the module, where the next reader sees what it depends "
+                       "on; a package only some commands need is declared there with "
+                       "`name = lazy_import(\"package\")` (runtime/lazy.py), imported on first use:\n"
+                       f"{describe(found)}")
+
+
 # --------------------------------------------------------------------------- the checker itself
 
 def test_the_checker_sees_every_kind_of_import(tmp_path, monkeypatch):
@@ -124,7 +153,9 @@ def test_the_checker_sees_every_kind_of_import(tmp_path, monkeypatch):
         "    import_module(f'infusionnet.cli.{name}')\n"
         "    __import__('infusionnet.models')\n"
         "    importlib.import_module(name)\n"
-        "from infusionnet import cli as commands, runtime\n")
+        "from infusionnet import cli as commands, runtime\n"
+        "torch = lazy_import('torch')\n"
+        "pipeline = lazy.lazy_import('infusionnet.export.pipeline')\n")
     module = tmp_path / "runtime" / "sub" / "mod.py"
     module.parent.mkdir(parents=True)
     module.write_text(source)
@@ -132,10 +163,16 @@ def test_the_checker_sees_every_kind_of_import(tmp_path, monkeypatch):
     assert imported_names(module) == [
         (1, "os"), (2, "infusionnet.runtime.sub.images"), (3, "infusionnet.models.networks"),
         (5, "torch.nn"), (6, "infusionnet.export.graphs.decode"), (7, "infusionnet.benchmarks.runner"),
-        (8, "infusionnet.cli"), (9, "infusionnet.models"), (11, "infusionnet.cli"), (11, "infusionnet.runtime")]
+        (8, "infusionnet.cli"), (9, "infusionnet.models"), (11, "infusionnet.cli"), (11, "infusionnet.runtime"),
+        (12, "torch"), (13, "infusionnet.export.pipeline")]
     assert [(line, layer_of(name)) for _, line, name in upward_imports("runtime")] == [
-        (3, "models"), (6, "export"), (7, "benchmarks"), (8, "cli"), (9, "models"), (11, "cli")]
+        (3, "models"), (6, "export"), (7, "benchmarks"), (8, "cli"), (9, "models"), (11, "cli"), (13, "export")]
+    assert imports_inside_functions(module) == [(5, "torch.nn"), (6, "infusionnet.export.graphs")]
     with pytest.raises(AssertionError, match=r"runtime/sub/mod.py:6: imports infusionnet.export.graphs.decode"):
         test_each_layer_imports_only_the_layers_below_it("runtime")
-    with pytest.raises(AssertionError, match=r"runtime/sub/mod.py:5: imports torch.nn"):
+    with pytest.raises(AssertionError, match=r"(?s)runtime/sub/mod.py:5: imports torch.nn\n.*"
+                                             r"mod.py:12: imports torch\n"):
         test_layers_do_not_import_forbidden_packages("runtime")
+    with pytest.raises(AssertionError, match=r"runtime/sub/mod.py:5: imports torch.nn\n.*mod.py:6: imports "
+                                             r"infusionnet.export.graphs\n"):
+        test_imports_sit_at_the_top_of_each_module("runtime")

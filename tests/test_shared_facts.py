@@ -29,6 +29,7 @@ HOMES = {
     "VARIANT_NAMES": MODEL_CHOICE, "UNTRAINED": MODEL_CHOICE, "UNTRAINED_SHA_PREFIX": MODEL_CHOICE,
     "CHECKPOINT_HELP": MODEL_CHOICE,
     "torch_device": "models/device.py",
+    "INSTALL_HINTS": "runtime/lazy.py",
 }
 # Values whose literal copies are second homes (compared as sets of names: order does not hide one).
 VALUES = {
@@ -38,7 +39,8 @@ VALUES = {
 }
 DICTS = [(manifest.GRAPH_KINDS, MANIFEST), (manifest.FRAME_ROLES, MANIFEST), (sizes.NAMED_SIZES, SIZES)]
 # Words of a message or format written in one place only.
-PHRASES = {"sees no CUDA GPU": "models/device.py", model_choice.UNTRAINED_SHA_PREFIX: MODEL_CHOICE}
+PHRASES = {"sees no CUDA GPU": "models/device.py", model_choice.UNTRAINED_SHA_PREFIX: MODEL_CHOICE,
+           "pip install torch==": "runtime/lazy.py"}
 
 
 def sources():

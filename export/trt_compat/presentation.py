@@ -1,6 +1,10 @@
 """Presentation: the findings as a rich table or plain text, and the ``export check-trt`` command."""
 from typing import Dict, Tuple
 
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
 from .checker import check_trt_compat
 from .errors import TrtCheckError
 from .report import Report
@@ -14,9 +18,6 @@ def format_report(report: Report, max_per_rule: int = 3):
     A rule that fires on many nodes (reflect pads, say) shows ``max_per_rule`` rows and a count
     of the rest, so the table stays readable; ``report.findings`` keeps every one.
     """
-    from rich.markup import escape  # rich is a base dependency; imported here to keep import light
-    from rich.table import Table
-
     title = (f"TensorRT {report.version.text} compatibility"
              + (f" (checked as {report.version.label})" if report.version.text != report.version.label else ""))
     table = Table(title=title, show_lines=False, expand=False)
@@ -71,8 +72,6 @@ def main_check(args) -> int:
     Reads ``args.path`` (the file or export directory) and ``args.trt``. Bad paths, non-ONNX
     files and unknown versions raise TrtCheckError (an InfusionNetError) for the CLI to print.
     """
-    from rich.console import Console
-
     path = getattr(args, "path", None) or getattr(args, "target", None)
     version = getattr(args, "trt", None) or getattr(args, "trt_version", None)
     if path is None or version is None:

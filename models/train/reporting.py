@@ -5,9 +5,17 @@ import sys
 from pathlib import Path
 from typing import Dict, Optional
 
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
+from rich.text import Text
+
 from infusionnet.runtime.fileio import atomic_path
+from infusionnet.runtime.lazy import lazy_import, load
 
 from .config import TrainingError
+
+# --tensorboard only: the tensorboard package is not a dependency.
+torch_tensorboard = lazy_import("torch.utils.tensorboard")
 
 METRICS = ("loss", "content", "style", "contrastive")
 
@@ -35,11 +43,11 @@ class MetricsLogger:
         self.tensorboard = None
         if tensorboard:
             try:
-                from torch.utils.tensorboard import SummaryWriter
+                summary_writer = load(torch_tensorboard).SummaryWriter
             except ImportError:
                 raise TrainingError("--tensorboard needs the tensorboard package (pip install tensorboard); "
                                     "metrics.csv is always written") from None
-            self.tensorboard = SummaryWriter(str(output / "tensorboard"), purge_step=start_step or None)
+            self.tensorboard = summary_writer(str(output / "tensorboard"), purge_step=start_step or None)
 
     def write(self, step: int, means: Dict[str, float], lr: float, speed: Optional[float], skipped: int) -> None:
         row = {"step": step, **{k: f"{v:.6g}" for k, v in means.items()}, "lr": f"{lr:.6g}",
@@ -57,6 +65,13 @@ class MetricsLogger:
             self.tensorboard.close()
 
 
+class SpeedColumn(ProgressColumn):
+    """Steps per second (-- until there is a speed to show)."""
+
+    def render(self, task):
+        return Text(f"{task.speed:.2f} it/s" if task.speed else "-- it/s")
+
+
 class TrainingProgress:
     """A rich progress bar (step, it/s, ETA, latest losses); plain lines when not on a terminal."""
 
@@ -68,15 +83,6 @@ class TrainingProgress:
 
     def __enter__(self):
         if self.enabled:
-            from rich.console import Console
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn,
-                                       TimeRemainingColumn)
-            from rich.text import Text
-
-            class SpeedColumn(ProgressColumn):
-                def render(self, task):
-                    return Text(f"{task.speed:.2f} it/s" if task.speed else "-- it/s")
-
             self.progress = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), SpeedColumn(),
                                      TimeRemainingColumn(), TextColumn("{task.description}"),
                                      console=Console(stderr=True), disable=not self.interactive)

@@ -28,6 +28,7 @@ from typing import Dict, Optional, Sequence
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 
 from infusionnet.runtime.fileio import atomic_path
 
@@ -121,7 +122,6 @@ class Trainer:
 
         self.network: nn.Module = TrainingNetwork(self.model)
         if self.ctx.enabled:
-            from torch.nn.parallel import DistributedDataParallel
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.network = DistributedDataParallel(self.network, device_ids=ids, broadcast_buffers=False)
 
