@@ -31,11 +31,12 @@ def _root() -> Path:
 @functools.lru_cache(maxsize=None)
 def export(graph: str = "split", dynamic: bool = True, content: Tuple[int, int] = (32, 32), style: int = 96,
            style_image: Optional[str] = None, batch: int = 1, precision: str = "fp32",
-           int8_target: Optional[str] = None) -> Path:
+           int8_target: Optional[str] = None, int8_min_psnr: Optional[float] = None) -> Path:
     """An export directory made by the real pipeline (verified in ONNX Runtime), or taken from
     INFUSIONNET_TEST_EXPORTS where this file's ``__main__`` built it (torch-free test runs)."""
     name = f"{graph}-{'dynamic' if dynamic else 'static'}-{content[0]}x{content[1]}-s{style}-b{batch}-{precision}"
     name += f"-{int8_target}" if int8_target else ""
+    name += f"-min{int8_min_psnr:g}dB" if int8_min_psnr is not None else ""
     prebuilt = Path(os.environ.get(PREBUILT_VARIABLE, "")) / name
     if os.environ.get(PREBUILT_VARIABLE) and (prebuilt / "manifest.json").is_file():
         return prebuilt
@@ -47,6 +48,7 @@ def export(graph: str = "split", dynamic: bool = True, content: Tuple[int, int] 
     from rich.console import Console
 
     from infusionnet.export.pipeline import ExportConfig, run_export
+    from infusionnet.export.verify import Tolerances
 
     output = _root() / name
     # The export verifies against PyTorch on random images, where the untrained style path is
@@ -55,7 +57,8 @@ def export(graph: str = "split", dynamic: bool = True, content: Tuple[int, int] 
     try:
         run_export(ExportConfig(output=output, graph=graph, dynamic_size=dynamic, content_size=content,
                                 style_size=style, style_image=style_image, batch=batch, precision=precision,
-                                int8_target=int8_target),
+                                int8_target=int8_target,
+                                tolerances=Tolerances() if int8_min_psnr is None else Tolerances(int8_min_psnr=int8_min_psnr)),
                    console=Console(file=io.StringIO()))
     finally:
         torch.set_flush_denormal(False)

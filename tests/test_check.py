@@ -52,7 +52,7 @@ def test_judge_applies_each_floor_and_ignores_kernels():
 
 
 def test_floors_defaults_and_overrides():
-    assert floors_for("fp16") == Floors(min_psnr_db=40.0, min_ssim=0.97)
+    assert floors_for("fp16") == Floors(min_psnr_db=45.0, min_ssim=0.99)
     assert floors_for("int8", {"min_ssim": 0.5}).min_ssim == 0.5
     with pytest.raises(CheckError, match="unknown floor 'psnr'"):
         floors_for("fp32", {"psnr": 3})
