@@ -30,6 +30,7 @@ from infusionnet.runtime.errors import InfusionNetError
 from infusionnet.runtime.lazy import MissingDependency, lazy_import, load
 from infusionnet.runtime.manifest import PRECISIONS
 from infusionnet.runtime.metrics import image_metrics
+from infusionnet.runtime.ort_backend import GPU_PROVIDERS
 from infusionnet.runtime.model_choice import describe
 from infusionnet.runtime.samples import load_sample
 from infusionnet.runtime.sizes import Size, split_list
@@ -445,7 +446,7 @@ ORT_CPU_FP16_REASON = ("ONNX Runtime's CPU provider runs FP16 graphs slower than
 
 def onnxruntime_has_gpu() -> bool:
     """Whether the installed ONNX Runtime has a GPU provider (CUDA or TensorRT) to run FP16 on."""
-    return bool({"CUDAExecutionProvider", "TensorrtExecutionProvider"} & set(onnxruntime.get_available_providers()))
+    return bool(set(GPU_PROVIDERS) & set(onnxruntime.get_available_providers()))
 
 
 def graph_label(mode: str, int8_target: Optional[str] = None, ov_precision: Optional[str] = None) -> str:

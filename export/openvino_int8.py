@@ -94,11 +94,11 @@ def quantize_for_openvino(source: Path, directory: Path, role: str, feeds: Itera
         # Large exports calibrate at a scaled-down size (pipeline.calibration_size): NNCF runs the
         # model on the feeds, so it is reshaped to them for calibration (the network is fully
         # convolutional) and back to the export's shapes before it is saved.
-        calibrated = _reshaped(model, {name: ov.PartialShape(list(array.shape)) for name, array in samples[0].items()})
+        reshaped_for_calibration = _reshaped(model, {name: ov.PartialShape(list(array.shape)) for name, array in samples[0].items()})
         with _quiet_nncf():
             quantized = nncf.quantize(model, nncf.Dataset(samples), subset_size=subset_size or len(samples),
                                       ignored_scope=ignored)
-        if calibrated:
+        if reshaped_for_calibration:
             quantized.reshape(export_shapes)
         ov.save_model(quantized, str(target), compress_to_fp16=False)
     except Exception as error:  # NNCF and OpenVINO raise many types (RuntimeError, ValidationError, ...)

@@ -11,8 +11,8 @@ For what `infusionnet bench` cannot vary, e.g. INT8 exports with different --int
 """
 import argparse
 import statistics
-import time
 
+from infusionnet.benchmarks.timing import measure
 from infusionnet.runtime import samples
 from infusionnet.runtime.images import resize_array
 from infusionnet.runtime.stylizer import Stylizer
@@ -37,16 +37,12 @@ def main() -> int:
     for name, directory in pairs:
         stylizer = Stylizer(directory, backend=args.backend, **options).open()
         stylizer.set_style(style)
-        for _ in range(2):  # warm-up
-            stylizer.stylize(frame)
         stylizers[name] = stylizer
     times = {name: [] for name in stylizers}
-    for _ in range(args.rounds):
+    for round_index in range(args.rounds):
         for name, stylizer in stylizers.items():
-            for _ in range(args.runs):
-                start = time.perf_counter()
-                stylizer.stylize(frame)
-                times[name].append((time.perf_counter() - start) * 1000)
+            times[name] += measure(lambda: stylizer.stylize(frame), warmup=2 if round_index == 0 else 0,
+                                   iterations=args.runs)
     first = statistics.median(next(iter(times.values())))
     print(f"| export ({args.size}x{args.size}, {args.backend}, {args.threads} threads) | median ms | min-max ms "
           f"| vs {next(iter(times))} |")
