@@ -438,8 +438,9 @@ def _describe(item: Optional[PlanRow]) -> str:
 
 
 # ONNX Runtime's CPU provider casts FP16 back to FP32 around most kernels: slower than FP32 on every
-# CPU measured (2-core AMD EPYC, 512x512: 462 vs 336 ms, 256x256: 145 vs 77 ms; 2-core Intel Xeon
-# with AMX, 512x512: 504 vs 368 ms), so bench does not offer it as a CPU row.
+# CPU measured (this project's bench on a 2-core AMD EPYC, 512x512: 462 vs 336 ms, 256x256: 145 vs
+# 77 ms; issue 16's run on a 2-core Intel Xeon with AMX, 512x512: 504 vs 368 ms), so bench does
+# not offer it as a CPU row.
 ORT_CPU_FP16_REASON = ("ONNX Runtime's CPU provider runs FP16 graphs slower than FP32 (it casts around most "
                        "kernels): not a CPU path; FP16 rows run with the CUDA or TensorRT provider")
 
