@@ -5,7 +5,7 @@
 #   scripts/measure-accuracy.sh [RESULTS_DIR]     # default: benchmarks/results/accuracy
 #
 # Exports a dynamic-size split graph per precision (FP32, FP16, INT8 in TensorRT's and in the CPU
-# layout, the CPU layout again with the layers of benchmarks/int8/default-model-cpu-keep-float.txt
+# layout, each again with the layers of benchmarks/int8/default-model-{tensorrt,cpu}-keep-float.txt
 # in float, NNCF's INT8), then runs `infusionnet check` on each: ONNX Runtime, and OpenVINO for
 # its defaults (BF16 where the CPU has it) and NNCF's graph. Exports use permissive floors
 # (--int8-min-psnr 1) so that a precision below its floor is still measured, not refused; the
@@ -20,24 +20,28 @@ trap 'rm -rf "$WORK"' EXIT
 mkdir -p "$RESULTS"
 
 KEEP_FLOAT_CPU=$(grep -v '^#' benchmarks/int8/default-model-cpu-keep-float.txt | tr '\n' ' ')
+KEEP_FLOAT_TENSORRT=$(grep -v '^#' benchmarks/int8/default-model-tensorrt-keep-float.txt | tr '\n' ' ')
 # name | export options | check options. The OpenVINO rows run the same kind of export in OpenVINO
 # Runtime: its defaults (BF16 on CPUs with AMX or AVX-512 BF16, else FP32) and NNCF's INT8.
 ROWS=(
   "fp32|--precision fp32|"
   "fp16|--precision fp16|"
   "int8-tensorrt|--precision int8 --int8-target tensorrt|"
+  "int8-tensorrt-keep-float|--precision int8 --int8-target tensorrt --int8-keep-float $KEEP_FLOAT_TENSORRT|"
   "int8-cpu|--precision int8 --int8-target cpu|"
   "int8-cpu-keep-float|--precision int8 --int8-target cpu --int8-keep-float $KEEP_FLOAT_CPU|"
   "openvino-default|--precision fp32|--backend openvino"
   "openvino-int8|--precision int8 --int8-target openvino|--backend openvino"
 )
-ONLY=${ONLY:-}   # e.g. ONLY="fp32 openvino-default" to measure some rows only
+# ONLY="fp32 openvino-default" measures some rows only; the summary still lists every row
+# whose results are in RESULTS (from this run or an earlier one).
+ONLY=${ONLY:-}
 status=0
 names=()
 for row in "${ROWS[@]}"; do
   IFS='|' read -r name export_args check_args <<<"$row"
-  if [ -n "$ONLY" ] && [[ " $ONLY " != *" $name "* ]]; then continue; fi
   names+=("$name")
+  if [ -n "$ONLY" ] && [[ " $ONLY " != *" $name "* ]]; then continue; fi
   echo "== $name" >&2
   # shellcheck disable=SC2086
   "$INFUSIONNET" export onnx --graph split --dynamic-size --content-size 512x512 $export_args \
@@ -53,6 +57,8 @@ results = Path(sys.argv[1])
 lines = ["| export | ran as | size | worst PSNR dB | worst SSIM | floors met |", "|---|---|---|---|---|---|"]
 for name in sys.argv[2:]:
     path = results / f"check-{name}.json"
+    if not path.is_file():
+        continue
     report = json.loads(path.read_text())
     ran = report.get('candidate', '?')
     by_size = {}
