@@ -1,5 +1,6 @@
 """Timing done right: warm-up excluded, a clock that waits for the device, robust statistics."""
 import math
+import statistics
 import time
 from typing import Callable, Dict, List, Optional
 
@@ -52,6 +53,30 @@ def measure(step: Callable[[], object], warmup: int = 3, iterations: Optional[in
         if done >= max_iterations:
             break
     return samples
+
+
+def interleaved(steps: Dict[str, Callable[[], object]], rounds: int, runs: int,
+                warmup: int = 2) -> Dict[str, List[float]]:
+    """Time several steps against each other: each round runs every step ``runs`` times in turn
+    (``warmup`` untimed runs each in the first round), so every ratio compares the same minutes of
+    a noisy machine. Returns each step's samples (ms), all rounds together."""
+    times: Dict[str, List[float]] = {name: [] for name in steps}
+    for index in range(rounds):
+        for name, step in steps.items():
+            times[name] += measure(step, warmup=warmup if index == 0 else 0, iterations=runs)
+    return times
+
+
+def ratio_table(title: str, times: Dict[str, List[float]]) -> List[str]:
+    """Markdown rows of ``interleaved``'s samples: median, range and the median's ratio to the
+    first step's; ``title`` heads the first column."""
+    first_name = next(iter(times))
+    first = statistics.median(times[first_name])
+    lines = [f"| {title} | median ms | min-max ms | vs {first_name} |", "|---|---|---|---|"]
+    for name, values in times.items():
+        median = statistics.median(values)
+        lines.append(f"| {name} | {median:.1f} | {min(values):.1f}-{max(values):.1f} | {median / first:.2f}x |")
+    return lines
 
 
 class StageTimer:

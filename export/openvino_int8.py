@@ -55,6 +55,13 @@ def float_nodes(model: onnx.ModelProto) -> List[str]:
     return names
 
 
+def ignored_scope(model: onnx.ModelProto):
+    """NNCF's ignored scope for ``float_nodes`` of ``model``, under the names OpenVINO gives them:
+    it keeps ONNX node names, and a Conv with a bias becomes "NAME/WithoutBiases" + an Add."""
+    names = float_nodes(model)
+    return nncf.IgnoredScope(names=names + [f"{name}/WithoutBiases" for name in names], validate=False)
+
+
 def input_shapes(model) -> dict:
     """{input name: partial shape} of an OpenVINO model."""
     return {port.get_any_name(): port.get_partial_shape() for port in model.inputs}
@@ -84,9 +91,7 @@ def quantize_for_openvino(source: Path, directory: Path, role: str, feeds: Itera
     samples = list(feeds)
     if not samples:
         raise ExportError(f"{source.name}: no calibration feeds for NNCF")
-    # OpenVINO keeps ONNX node names; a Conv with a bias becomes "NAME/WithoutBiases" + an Add.
-    names = float_nodes(onnx.load(str(source), load_external_data=False))
-    ignored = nncf.IgnoredScope(names=names + [f"{name}/WithoutBiases" for name in names], validate=False)
+    ignored = ignored_scope(onnx.load(str(source), load_external_data=False))
     target = directory / f"{role}.xml"
     try:
         model = ov.convert_model(str(source))

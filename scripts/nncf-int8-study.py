@@ -24,6 +24,7 @@ their float layers in FP32, as on a CPU without BF16).
 """
 import argparse
 import json
+import logging
 import os
 import statistics
 import time
@@ -34,12 +35,11 @@ import onnx
 import onnxruntime as ort
 import openvino as ov
 
-import logging
-
 import nncf
 from infusionnet.benchmarks.machine import describe_machine
+from infusionnet.benchmarks.timing import interleaved, ratio_table
 from infusionnet.export import calibration as calib
-from infusionnet.export.openvino_int8 import float_nodes
+from infusionnet.export.openvino_int8 import ignored_scope
 from infusionnet.runtime.images.normalization import denormalize
 from infusionnet.runtime.metrics import psnr, ssim
 
@@ -61,53 +61,40 @@ def pair_psnr(output, reference) -> float:
     return psnr(denormalize(output), denormalize(reference), 255.0)
 
 
-def quantize(variant: str, model, calibration, references, aim: float):
-    ignored_names = float_nodes(onnx.load(str(model.source), load_external_data=False))
-    # OpenVINO keeps ONNX node names; a Conv with a bias becomes "NAME/WithoutBiases" + an Add.
-    scope = nncf.IgnoredScope(names=[n for name in ignored_names for n in (name, f"{name}/WithoutBiases")],
-                              validate=False)
+def quantize(variant: str, model, scope, calibration, references, aim: float):
     options = {"subset_size": len(calibration), "ignored_scope": scope}
     if variant != "performance":
         options["preset"] = nncf.QuantizationPreset.MIXED
     if not variant.startswith("mixed-acc"):
-        return nncf.quantize(model.ov, nncf.Dataset(calibration), **options)
+        return nncf.quantize(model, nncf.Dataset(calibration), **options)
     reduce = np.min if variant.endswith("worst") else np.mean
 
     def validate(compiled, data):
         scores = [min(PSNR_CEILING, pair_psnr(compiled(feed)[0], reference)) for feed, reference in zip(data, references)]
         return float(reduce(scores)), scores
 
-    return nncf.quantize_with_accuracy_control(model.ov, nncf.Dataset(calibration), nncf.Dataset(calibration), validate,
+    return nncf.quantize_with_accuracy_control(model, nncf.Dataset(calibration), nncf.Dataset(calibration), validate,
                                                max_drop=PSNR_CEILING - aim, drop_type=nncf.DropType.ABSOLUTE, **options)
 
 
-class Source:
-    def __init__(self, path: Path, calibration_shapes):
-        self.source = path
-        self.ov = ov.convert_model(str(path))
-        self.shapes = {port.get_any_name(): port.get_partial_shape() for port in self.ov.inputs}
-        self.ov.reshape({name: ov.PartialShape(list(array.shape)) for name, array in calibration_shapes.items()})
+def calibration_model(path: Path, feed: dict):
+    """The ONNX graph in OpenVINO, reshaped to the calibration feed's shapes (the network is fully
+    convolutional), as the export does for NNCF."""
+    model = ov.convert_model(str(path))
+    model.reshape({name: ov.PartialShape(list(array.shape)) for name, array in feed.items()})
+    return model
 
 
 def time_rows(rows, feed, rounds: int, runs: int, threads: int):
     core = ov.Core()
-    compiled = {}
+    steps = {}
     for name, (path, precision) in rows.items():
         config = {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1}
         if precision:
             config["INFERENCE_PRECISION_HINT"] = precision
-        compiled[name] = core.compile_model(core.read_model(str(path)), "CPU", config).create_infer_request()
-    times = {name: [] for name in rows}
-    for index in range(rounds):
-        for name, request in compiled.items():
-            for _ in range(2 if index == 0 else 0):
-                request.infer(feed)
-            for _ in range(runs):
-                start = time.perf_counter()
-                request.infer(feed)
-                times[name].append((time.perf_counter() - start) * 1e3)
-    return {name: {"median_ms": statistics.median(values), "min_ms": min(values), "max_ms": max(values)}
-            for name, values in times.items()}
+        request = core.compile_model(core.read_model(str(path)), "CPU", config).create_infer_request()
+        steps[name] = lambda request=request: request.infer(feed)
+    return interleaved(steps, rounds=rounds, runs=runs)
 
 
 def main() -> int:
@@ -137,15 +124,16 @@ def main() -> int:
         calibration = feeds(args.export, args.calibration_size, style_size)
         fp32 = ort.InferenceSession(str(args.export / "content.onnx"))
         references = [fp32.run(None, feed)[0] for feed in evaluation]
-        small = ov.Core().compile_model(Source(args.export / "content.onnx", calibration[0]).ov, "CPU",
-                                        {"INFERENCE_PRECISION_HINT": "f32"})
+        source = args.export / "content.onnx"
+        scope = ignored_scope(onnx.load(str(source), load_external_data=False))
+        small = ov.Core().compile_model(calibration_model(source, calibration[0]), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
         small_references = [small(feed)[0] for feed in calibration]
         for variant in variants:
-            model = Source(args.export / "content.onnx", calibration[0])
+            model = calibration_model(source, calibration[0])
             start = time.time()
-            quantized = quantize(variant, model, calibration, small_references, args.aim)
+            quantized = quantize(variant, model, scope, calibration, small_references, args.aim)
             seconds = time.time() - start
-            quantized.reshape(model.shapes)
+            quantized.reshape({name: ov.PartialShape(list(array.shape)) for name, array in evaluation[0].items()})
             ov.save_model(quantized, str(args.out / f"{variant}.xml"), compress_to_fp16=False)
             compiled = ov.Core().compile_model(quantized, "CPU", {"INFERENCE_NUM_THREADS": args.threads})
             outputs = [compiled(feed)[0] for feed in evaluation]
@@ -163,14 +151,11 @@ def main() -> int:
     # emulates it; a CPU without BF16 would run them in FP32, so the INT8 rows do that here.
     float_layers = "f32" if results["isa_cap"] else None
     rows.update({f"nncf {variant}": (args.out / f"{variant}.xml", float_layers) for variant in variants})
-    timing = time_rows(rows, evaluation[0], args.rounds, args.runs, args.threads)
-    first = timing["openvino defaults"]["median_ms"]
-    lines = [f"| row ({size}x{size}, {args.threads} threads, ISA cap {results['isa_cap'] or 'none'}) | median ms "
-             f"| min-max ms | vs defaults |", "|---|---|---|---|"]
-    for name, row in timing.items():
-        lines.append(f"| {name} | {row['median_ms']:.1f} | {row['min_ms']:.1f}-{row['max_ms']:.1f} "
-                     f"| {row['median_ms'] / first:.2f}x |")
-    print("\n".join(lines))
+    times = time_rows(rows, evaluation[0], args.rounds, args.runs, args.threads)
+    print("\n".join(ratio_table(f"row ({size}x{size}, {args.threads} threads, ISA cap {results['isa_cap'] or 'none'})",
+                                times)))
+    timing = {name: {"median_ms": statistics.median(values), "min_ms": min(values), "max_ms": max(values)}
+              for name, values in times.items()}
     suffix = "-isa-capped" if results["isa_cap"] else ""
     results["timing"] = timing
     (args.out / f"nncf-study{'-timing' if args.time_only else ''}{suffix}.json").write_text(json.dumps(results, indent=1))

@@ -10,9 +10,8 @@ ratio compares the same minutes of the machine. Prints a Markdown table of media
 For what `infusionnet bench` cannot vary, e.g. INT8 exports with different --int8-keep-float.
 """
 import argparse
-import statistics
 
-from infusionnet.benchmarks.timing import measure
+from infusionnet.benchmarks.timing import interleaved, ratio_table
 from infusionnet.runtime import samples
 from infusionnet.runtime.images import resize_array
 from infusionnet.runtime.stylizer import Stylizer
@@ -39,18 +38,9 @@ def main() -> int:
         if stylizer.graph_kind != "baked":  # a baked export has its style built in
             stylizer.set_style(style)
         stylizers[name] = stylizer
-    times = {name: [] for name in stylizers}
-    for round_index in range(args.rounds):
-        for name, stylizer in stylizers.items():
-            times[name] += measure(lambda: stylizer.stylize(frame), warmup=2 if round_index == 0 else 0,
-                                   iterations=args.runs)
-    first = statistics.median(next(iter(times.values())))
-    print(f"| export ({args.size}x{args.size}, {args.backend}, {args.threads} threads) | median ms | min-max ms "
-          f"| vs {next(iter(times))} |")
-    print("|---|---|---|---|")
-    for name, values in times.items():
-        median = statistics.median(values)
-        print(f"| {name} | {median:.1f} | {min(values):.1f}-{max(values):.1f} | {median / first:.2f}x |")
+    steps = {name: (lambda stylizer=stylizer: stylizer.stylize(frame)) for name, stylizer in stylizers.items()}
+    times = interleaved(steps, rounds=args.rounds, runs=args.runs)
+    print("\n".join(ratio_table(f"export ({args.size}x{args.size}, {args.backend}, {args.threads} threads)", times)))
     for stylizer in stylizers.values():
         stylizer.close()
     return 0

@@ -45,6 +45,20 @@ def test_measure_by_seconds_keeps_a_minimum_of_iterations():
     assert len(samples) == 5 and min(samples) >= 1.5
 
 
+def test_interleaved_takes_turns_and_warms_up_in_the_first_round_only():
+    order = []
+    times = timing.interleaved({"a": lambda: order.append("a"), "b": lambda: order.append("b")},
+                               rounds=3, runs=2, warmup=1)
+    assert order == ["a"] * 3 + ["b"] * 3 + ["a", "a", "b", "b"] * 2
+    assert [len(samples) for samples in times.values()] == [6, 6]
+
+
+def test_ratio_table_compares_medians_with_the_first_step():
+    lines = timing.ratio_table("export", {"fast": [10.0, 12.0, 11.0], "slow": [30.0, 20.0, 22.0]})
+    assert lines[0] == "| export | median ms | min-max ms | vs fast |"
+    assert lines[2:] == ["| fast | 11.0 | 10.0-12.0 | 1.00x |", "| slow | 22.0 | 20.0-30.0 | 2.00x |"]
+
+
 def test_stage_timer_means():
     timer = timing.StageTimer()
     for _ in range(3):
