@@ -14,9 +14,15 @@ A GEMM of this size is the best case a convolution can hope for (im2col or direc
 less), so a row's share is an upper-bound-honest figure: 50% means within 2x of this CPU.
 Throughput is in G multiply-accumulates per second; a row's work is the content path's MACs,
 counted once per size from the PyTorch model (``content_macs``).
+
+A shared VM's speed drifts: one measurement of the peak can land in a slow minute (on the 2-core
+Xeon here, back-to-back measurements gave 100 or 150 G MAC/s FP32, 650 or 1040 INT8). With
+interleaved rounds the bench therefore measures the peaks in every round, beside the rows: each
+row's share is the median of its per-round shares (same minutes, like the speed-ups), and the
+machine's peak is the best round (``best_peaks``).
 """
 import time
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -110,6 +116,20 @@ def measure_peaks(threads: Optional[int] = None, seconds: float = 0.5) -> Dict[s
     return peaks
 
 
+def best_peaks(measurements: Sequence[Dict[str, dict]]) -> Dict[str, dict]:
+    """Per precision, the highest of several ``measure_peaks`` results (the machine at its least
+    disturbed), saying how many measurements it is the best of."""
+    best = {}  # type: Dict[str, dict]
+    for peaks in measurements:
+        for name, peak in peaks.items():
+            if name not in best or peak["gmacs"] > best[name]["gmacs"]:
+                best[name] = dict(peak)
+    if len(measurements) > 1:
+        for name, peak in best.items():
+            peak["how"] += f", best of {sum(name in m for m in measurements)} rounds"
+    return best
+
+
 def content_macs(model, size, batch: int = 1) -> int:
     """Multiply-accumulates of the content path (encoder + decoder with cached kernels) at
     ``size``, counted by PyTorch's FLOP counter on the model this project exports."""
@@ -124,10 +144,13 @@ def content_macs(model, size, batch: int = 1) -> int:
 
 
 def peak_share(row: dict, macs: Optional[int], peaks: Dict[str, dict]) -> Optional[dict]:
-    """{"gmacs", "peak", "share"} of a measured row: its content path's throughput (``macs`` for
-    the row's whole batch) against the peak of the precision it ran in (FP32 where that
-    precision has no measured peak). Rows that also encode the style every frame (the reference,
-    --mode full) spend part of their time on it, so their share reads a little low."""
+    """{"gmacs", "peak", "peak_gmacs", "share"} of a measured row: its content path's throughput
+    (``macs`` for the row's whole batch) against the peak of the precision it ran in (FP32 where
+    that precision has no measured peak). A row timed in rounds with the peaks measured in each
+    (``round_medians_ms``, ``round_peaks_gmacs``) gets the median of its per-round shares and
+    their spread (``share_rounds``); otherwise its median against ``peaks``. Rows that also
+    encode the style every frame (the reference, --mode full) spend part of their time on it, so
+    their share reads a little low."""
     if row.get("status") != "ok" or not macs:
         return None
     precision = row.get("compute_precision") or row["precision"]
@@ -135,4 +158,17 @@ def peak_share(row: dict, macs: Optional[int], peaks: Dict[str, dict]) -> Option
     if key not in peaks:
         key = "fp32"
     achieved = macs / (row["latency"]["median_ms"] / 1000.0) / 1e9
-    return {"gmacs": achieved, "peak": key, "peak_gmacs": peaks[key]["gmacs"], "share": achieved / peaks[key]["gmacs"]}
+    share = {"gmacs": achieved, "peak": key, "peak_gmacs": peaks[key]["gmacs"], "share": achieved / peaks[key]["gmacs"]}
+    shares = _round_shares(macs, row.get("round_medians_ms"), (row.get("round_peaks_gmacs") or {}).get(key))
+    if shares:
+        share["share"] = float(np.median(shares))
+        share["share_rounds"] = {"shares": shares, "min": min(shares), "max": max(shares)}
+    return share
+
+
+def _round_shares(macs: int, round_ms: Optional[Sequence[float]], round_peaks: Optional[Sequence[float]]) -> List[float]:
+    """The row's throughput in each round over the peak measured in that round; empty unless
+    both cover the same rounds."""
+    if not round_ms or not round_peaks or len(round_ms) != len(round_peaks):
+        return []
+    return [float(macs / (ms / 1000.0) / 1e9 / peak) for ms, peak in zip(round_ms, round_peaks) if ms > 0 and peak > 0]

@@ -25,7 +25,8 @@ matplotlib_lines = lazy_import("matplotlib.lines")
 
 CSV_COLUMNS = ("backend", "precision", "compute_precision", "graph", "mode", "size", "batch", "status", "median_ms",
                "p90_ms", "p99_ms", "mean_ms", "std_ms", "fps", "speedup", "speedup_min", "speedup_max", "rounds",
-               "psnr_db", "max_abs", "content_gmac", "gmacs", "peak", "peak_share", "peak_rss_mb", "gpu_mem_mb",
+               "psnr_db", "max_abs", "content_gmac", "gmacs", "peak", "peak_share", "peak_share_min",
+               "peak_share_max", "peak_rss_mb", "gpu_mem_mb",
                "preprocess_ms", "style_ms", "content_ms", "postprocess_ms", "reason")
 STAGES = ("preprocess", "style", "content", "postprocess")
 
@@ -42,7 +43,9 @@ def flatten(row: dict) -> Dict[str, object]:
     spread = row.get("speedup_rounds") or {}
     flat.update(speedup_min=spread.get("min"), speedup_max=spread.get("max"), rounds=len(spread.get("ratios", [])))
     share = row.get("peak") or {}
-    flat.update(gmacs=share.get("gmacs"), peak=share.get("peak"), peak_share=share.get("share"))
+    share_spread = share.get("share_rounds") or {}
+    flat.update(gmacs=share.get("gmacs"), peak=share.get("peak"), peak_share=share.get("share"),
+                peak_share_min=share_spread.get("min"), peak_share_max=share_spread.get("max"))
     flat.update({k: v for k, v in (row.get("latency") or {}).items() if k in CSV_COLUMNS})
     flat.update({k: v for k, v in (row.get("accuracy") or {}).items() if k in CSV_COLUMNS})
     flat.update({f"{stage}_ms": (row.get("stages_ms") or {}).get(stage) for stage in STAGES})
@@ -137,9 +140,17 @@ def speedup_label(row: dict) -> str:
 
 
 def peak_label(row: dict) -> str:
-    """"23% fp32": the row's share of the measured peak of the precision it is held against."""
+    """"23% fp32": the row's share of the measured peak of the precision it is held against;
+    with peaks measured in every round "23% fp32 (21-26%)", the median and spread of the
+    per-round shares."""
     share = row.get("peak")
-    return f"{share['share'] * 100:.0f}% {share['peak']}" if share else "-"
+    if not share:
+        return "-"
+    text = f"{share['share'] * 100:.0f}% {share['peak']}"
+    spread = share.get("share_rounds")
+    if spread:
+        text += f" ({spread['min'] * 100:.0f}-{spread['max'] * 100:.0f}%)"
+    return text
 
 
 def results_table(rows: Sequence[dict], title: str = "InfusionNet benchmark"):

@@ -37,7 +37,7 @@ from infusionnet.runtime.sizes import Size, split_list
 from infusionnet.runtime.stylizer import make_backends
 
 from . import memory
-from .peak import content_macs
+from .peak import content_macs, measure_peaks
 from .timing import StageTimer, latency_stats, measure
 
 # A run needs torch (the reference rows), the networks, the export pipeline and the engine builder:
@@ -195,12 +195,15 @@ def measure_row(candidate: Candidate, config: BenchConfig, inputs: Inputs) -> di
     return candidate.finish(inputs, samples, memory.peak_rss_mb())
 
 
-def measure_interleaved(candidates: Sequence[Candidate], config: BenchConfig, inputs: Inputs) -> List[dict]:
+def measure_interleaved(candidates: Sequence[Candidate], config: BenchConfig, inputs: Inputs,
+                        peak_log: Optional[List[dict]] = None) -> List[dict]:
     """Time prepared rows in rounds, A B C, A B C, ...: each round gives every row ``--iters``
     runs or ``--seconds``, so the rows of one round share the same minutes of a machine whose
     other load drifts. Rows keep all their samples and each round's median ("round_medians_ms"),
-    from which ``report.add_speedups`` takes per-round ratios. Peak RSS is left out: every row
-    is loaded at once, so the process peak is no row's own."""
+    from which ``report.add_speedups`` takes per-round ratios. With ``peak_log`` the CPU's GEMM
+    peaks are measured after every round too (appended to it, and per round in each row's
+    "round_peaks_gmacs"), so each row's share of the peak compares the same minutes as well.
+    Peak RSS is left out: every row is loaded at once, so the process peak is no row's own."""
     frames = [candidate.frame(inputs) for candidate in candidates]
     for candidate, frame in zip(candidates, frames):
         for _ in range(config.warmup):
@@ -208,16 +211,23 @@ def measure_interleaved(candidates: Sequence[Candidate], config: BenchConfig, in
         candidate.synchronize()
     samples = [[] for _ in candidates]  # type: List[List[float]]
     medians = [[] for _ in candidates]  # type: List[List[float]]
+    round_peaks = []  # type: List[dict]
     for _ in range(config.rounds):
         for index, (candidate, frame) in enumerate(zip(candidates, frames)):
             taken = measure(frame, warmup=0, iterations=config.iterations, seconds=config.seconds,
                             synchronize=candidate.synchronize, min_iterations=1)
             samples[index].extend(taken)
             medians[index].append(float(np.median(taken)))
+        if peak_log is not None:
+            round_peaks.append(measure_peaks(config.threads))
+    if peak_log is not None:
+        peak_log.extend(round_peaks)
     rows = []
     for candidate, taken, round_medians in zip(candidates, samples, medians):
         row = candidate.finish(inputs, taken, None)
         row["round_medians_ms"] = round_medians
+        if round_peaks:
+            row["round_peaks_gmacs"] = {name: [peaks[name]["gmacs"] for peaks in round_peaks] for name in round_peaks[0]}
         rows.append(row)
     return rows
 
@@ -376,7 +386,10 @@ def plan_rows(config: BenchConfig) -> List[PlanRow]:
     return plan
 
 
-def run_benchmark(config: BenchConfig, progress: Optional[Callable[[str], None]] = None) -> List[dict]:
+def run_benchmark(config: BenchConfig, progress: Optional[Callable[[str], None]] = None,
+                  peak_log: Optional[List[dict]] = None) -> List[dict]:
+    """Every row of every size. With interleaved rounds and a ``peak_log`` list, the CPU's peaks
+    are measured in each round (see ``measure_interleaved``) and collected there."""
     progress = progress or (lambda text: None)
     if config.rounds < 1:
         raise BenchError(f"--rounds must be at least 1, not {config.rounds}")
@@ -401,7 +414,7 @@ def run_benchmark(config: BenchConfig, progress: Optional[Callable[[str], None]]
             macs = content_macs(model, size, config.batch)
             plan = ([None] if config.reference else []) + plan_rows(config)
             if config.rounds > 1:
-                size_rows = _interleaved(plan, config, inputs, size, context, progress)
+                size_rows = _interleaved(plan, config, inputs, size, context, progress, peak_log)
             else:
                 size_rows = []
                 for item in plan:
@@ -416,7 +429,8 @@ def run_benchmark(config: BenchConfig, progress: Optional[Callable[[str], None]]
     return rows
 
 
-def _interleaved(plan, config: BenchConfig, inputs: Inputs, size, context: dict, progress) -> List[dict]:
+def _interleaved(plan, config: BenchConfig, inputs: Inputs, size, context: dict, progress,
+                 peak_log: Optional[List[dict]]) -> List[dict]:
     """Prepare every row of one size, then time them together in rounds; rows in plan order."""
     with ExitStack() as resources:
         prepared = []
@@ -425,7 +439,7 @@ def _interleaved(plan, config: BenchConfig, inputs: Inputs, size, context: dict,
             prepared.append(_prepare(item, config, inputs, size, context, resources))
         candidates = [p for p in prepared if isinstance(p, Candidate)]
         progress(f"{size_label(size)}: {config.rounds} interleaved rounds of {len(candidates)} rows")
-        timed = iter(measure_interleaved(candidates, config, inputs))
+        timed = iter(measure_interleaved(candidates, config, inputs, peak_log))
         return [p if isinstance(p, dict) else next(timed) for p in prepared]
 
 

@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 from infusionnet.benchmarks import runner
-from infusionnet.benchmarks.peak import measure_peaks
+from infusionnet.benchmarks.peak import best_peaks, measure_peaks
 from infusionnet.runtime.fileio import check_output_location
 from infusionnet.runtime.lazy import lazy_import
 from infusionnet.runtime.sizes import parse_content_sizes
@@ -69,8 +69,8 @@ def register(subparsers) -> None:
     group.add_argument("--seconds", type=float, default=3.0,
                        help="timed seconds per row, or per row and round with --rounds (default: %(default)s)")
     parser.add_argument("--rounds", type=int, default=1,
-                        help="time the rows of each size interleaved in this many rounds (default: %(default)s: "
-                             "one row after another)")
+                        help="time the rows of each size interleaved in this many rounds, the CPU's peak measured "
+                             "in each too (default: %(default)s: one row after another, the peak measured once)")
     parser.add_argument("--no-peak", action="store_true", help="skip measuring the CPU's peak (no share of peak)")
     parser.add_argument("--threads", type=int, help="CPU threads for torch and ONNX Runtime (default: library default)")
     parser.add_argument("--style-size", type=int, default=256, help="style image size (default: %(default)s)")
@@ -104,7 +104,10 @@ def run(args) -> int:
         workdir=str(Path(args.output) / "exports") if args.keep_exports else None)
 
     description = machine.describe_machine()
-    if not args.no_peak:
+    # Interleaved rounds measure the peaks in every round, beside the rows (benchmarks.peak says
+    # why); a sequential run measures them once, here.
+    peak_log = [] if not args.no_peak and config.rounds > 1 else None
+    if not args.no_peak and peak_log is None:
         with rich_console.Console(stderr=True).status("measuring this CPU's peak GEMM throughput per precision ..."):
             description["peaks"] = measure_peaks(args.threads)
     total = len(config.sizes) * (len(runner.plan_rows(config)) + 2 * int(config.reference))
@@ -119,7 +122,9 @@ def run(args) -> int:
             progress.update(task, description=text)
             progress.advance(task)
 
-        rows = runner.run_benchmark(config, progress=step)
+        rows = runner.run_benchmark(config, progress=step, peak_log=peak_log)
+    if peak_log:
+        description["peaks"] = best_peaks(peak_log)
 
     report.add_speedups(rows)
     report.add_peak_shares(rows, description.get("peaks") or {})
