@@ -160,6 +160,9 @@ def main(argv=None) -> int:
     parser.add_argument("--ssim-goal", type=float, help="SSIM goal as well, e.g. 0.97 (default: PSNR only)")
     parser.add_argument("--calibration-batches", type=int, default=8)
     parser.add_argument("-o", "--output", type=Path, help="write the result as JSON")
+    parser.add_argument("--keep-float-list", type=Path, metavar="TXT",
+                        help="write the layers to keep in float, one per line under a comment that says how they "
+                             "were found (the format of benchmarks/int8/*-keep-float.txt)")
     args = parser.parse_args(argv)
     result = analyse(args.export_dir, args.target, args.size, Goal(args.goal, args.ssim_goal), args.calibration_batches)
     print(f"keep in float: {', '.join(result['keep_float']) or 'nothing'} -> {result['final_psnr_db']} dB, "
@@ -167,7 +170,24 @@ def main(argv=None) -> int:
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps(result, indent=2) + "\n")
+    if args.keep_float_list:
+        args.keep_float_list.parent.mkdir(parents=True, exist_ok=True)
+        args.keep_float_list.write_text(keep_float_list(result, args.output))
     return 0 if result["reached_goal"] else 1
+
+
+def keep_float_list(result: dict, raw: Optional[Path] = None) -> str:
+    """The kept layers as a list file for ``export onnx --int8-keep-float $(grep -v '^#' FILE)``."""
+    goal = f"{result['goal_db']:g} dB PSNR" + (f" and SSIM {result['goal_ssim']:g}" if result.get("goal_ssim") else "")
+    reached = "reaches" if result["reached_goal"] else "does NOT reach"
+    header = [f"# INT8 {result['target']} layout: {len(result['keep_float'])} layers kept in float so that the content graph",
+              f"# {reached} {goal} against FP32 on the sample pairs ({result['final_psnr_db']} dB, SSIM "
+              f"{result['final_ssim']}; all INT8: {result['all_int8_psnr_db']} dB, SSIM {result['all_int8_ssim']}).",
+              f"# Found by python -m infusionnet.benchmarks.int8_sensitivity --target {result['target']} "
+              f"--size {result['size']}" + (f" (raw result: {raw.name})" if raw else "") + ".",
+              "# One ONNX node name per line, for `export onnx --int8-keep-float`. Derived for one model's weights:",
+              "# rerun the analysis for another checkpoint."]
+    return "\n".join(header + list(result["keep_float"])) + "\n"
 
 
 if __name__ == "__main__":

@@ -27,3 +27,15 @@ def test_an_unreachable_goal_keeps_everything_and_says_so():
 
 def test_a_graph_already_at_the_goal_keeps_nothing():
     assert keep_until(RANKING, Score(40.0, 0.99), Goal(35.0, 0.97), _score, log=lambda text: None)[0] == []
+
+
+def test_keep_float_list_is_what_export_reads_and_says_how_it_was_found():
+    from pathlib import Path
+
+    from infusionnet.benchmarks.int8_sensitivity import keep_float_list
+    result = {"target": "cpu", "size": 256, "goal_db": 35.0, "goal_ssim": 0.97, "reached_goal": False,
+              "keep_float": ["/a/Conv", "/b/Add"], "final_psnr_db": 36.1, "final_ssim": 0.965,
+              "all_int8_psnr_db": 29.0, "all_int8_ssim": 0.85}
+    text = keep_float_list(result, Path("x/cpu-sensitivity.json"))
+    assert [line for line in text.splitlines() if not line.startswith("#")] == ["/a/Conv", "/b/Add"]
+    assert "does NOT reach 35 dB PSNR and SSIM 0.97" in text and "cpu-sensitivity.json" in text
