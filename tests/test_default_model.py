@@ -69,3 +69,24 @@ def test_stylize_help_says_what_the_default_is(capsys):
         main(["stylize", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "bundled default model" in text and "HED's VGG16" in text and "'untrained'" in text
+
+
+def test_held_out_metrics_of_the_evaluation_script():
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parent.parent / "scripts" / "evaluate-default-model.py"
+    spec = importlib.util.spec_from_file_location("evaluate_default_model", path)
+    evaluate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(evaluate)
+    square = images.parse_resize("square:96")
+    photo = images.prepare_image(samples.load_sample("astronaut"), square)[0]
+    style = images.prepare_image(samples.load_sample("retina"), square)[0]
+    assert evaluate.colour_gap_closed(photo, style, style) == pytest.approx(1.0)
+    assert evaluate.colour_gap_closed(photo, photo, style) == pytest.approx(0.0)
+    halfway = ((photo.astype(np.float32) + style) / 2).astype(np.uint8)
+    assert 0.2 < evaluate.colour_gap_closed(photo, halfway, style) < 0.8
+    assert evaluate.structure_kept(photo, photo) == pytest.approx(1.0)
+    noise = np.random.default_rng(0).integers(0, 256, photo.shape, dtype=np.uint8)
+    assert abs(evaluate.structure_kept(photo, noise)) < 0.2
+    table = evaluate.metrics_table([style], [[photo, photo]], ["retina"])
+    assert "| retina | 0% | 1.00 |" in table
