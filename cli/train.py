@@ -78,6 +78,9 @@ def register(subparsers) -> None:
     data.add_argument("--augment", action="store_true", default=S,
                       help="random scale (shorter side between --crop and --load-size), flips, and hue "
                            "rotation of half the style crops: for small image sets")
+    data.add_argument("--augment-tone", action="store_true", default=S,
+                      help="with --augment, also a random gamma and saturation for half the style crops, so "
+                           "that dark, pale and muted palettes are seen in training")
     data.add_argument("--crop", type=int, default=S, help=f"random crop size (default {defaults.crop})")
     data.add_argument("--load-size", type=int, default=S,
                       help=f"resize to this before cropping (default {defaults.load_size})")
@@ -160,7 +163,7 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-CONFIG_OPTIONS = ("content_dir", "style_dir", "augment", "crop", "load_size", "resize_mode", "workers", "variant", "vgg",
+CONFIG_OPTIONS = ("content_dir", "style_dir", "augment", "augment_tone", "crop", "load_size", "resize_mode", "workers", "variant", "vgg",
                   "vgg_taps", "negatives", "lambda_perc_cont", "lambda_perc_style", "lambda_const_style", "init",
                   "iterations", "batch_size", "accumulate", "lr", "beta1", "beta2", "lr_schedule", "lr_step",
                   "lr_gamma", "lr_decay_start", "grad_clip", "amp", "seed", "deterministic", "device", "output",

@@ -150,3 +150,27 @@ def test_augmentation_is_deterministic_and_varies_scale_flip_and_hue(folders):
     assert green[0, 0, 1] > 150 and green[0, 0, 0] < 40
     grey = np.full((4, 4, 3), 128, np.uint8)
     assert np.array_equal(rotate_hue(grey, 90), grey)
+
+
+def test_tone_jitter_darkens_brightens_and_desaturates():
+    from infusionnet.models.train.data import jitter_tone
+    rgb = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    assert np.array_equal(jitter_tone(rgb, 1.0, 1.0), rgb)
+    assert jitter_tone(rgb, 2.5, 1.0).mean() < rgb.mean() - 30 < jitter_tone(rgb, 0.4, 1.0).mean() - 60
+    grey = jitter_tone(rgb, 1.0, 0.0).astype(int)
+    assert np.abs(grey - grey[..., :1]).max() <= 1  # no colour left
+
+
+def test_tone_augmentation_changes_style_crops_only(folders):
+    plain = PairStream.from_folders(*folders, crop=32, load_size=48, seed=2, augment=True)
+    toned = PairStream.from_folders(*folders, crop=32, load_size=48, seed=2, augment=True, augment_tone=True)
+    draws = range(12)
+    assert all(torch.equal(plain[d]["content"], toned[d]["content"]) for d in draws)
+    changed = [not torch.equal(plain[d]["style"], toned[d]["style"]) for d in draws]
+    assert any(changed) and not all(changed)  # about half the style crops
+
+
+def test_tone_augmentation_needs_augment():
+    from infusionnet.models.train.config import TrainConfig, TrainingError
+    with pytest.raises(TrainingError, match="--augment-tone"):
+        TrainConfig(augment_tone=True, vgg_seed=0, content_dir="x", style_dir="y").validate()

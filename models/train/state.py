@@ -83,8 +83,10 @@ def resume_config(path, overrides: dict) -> Tuple[TrainConfig, List[str]]:
         # With the default linear decay start (half way), the schedule depends on the length too.
         schedule_follows = (key == "iterations" and config.lr_schedule == "linear"
                             and config.lr_decay_start is None)
-        if (key in REPRODUCIBILITY_KEYS or schedule_follows) and key in stored and stored[key] != value:
-            notes.append(f"{key} changed from {stored[key]!r} to {value!r}: the resumed steps will not "
+        # A key the stored config predates has its default there (TrainConfig.from_dict).
+        before = getattr(config, key, None)
+        if (key in REPRODUCIBILITY_KEYS or schedule_follows) and hasattr(config, key) and before != value:
+            notes.append(f"{key} changed from {before!r} to {value!r}: the resumed steps will not "
                          "reproduce the original run")
         setattr(config, key, value)
     return config, notes

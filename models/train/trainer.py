@@ -131,7 +131,8 @@ class Trainer:
             self.load_state(resume)
         self.dataset = PairStream.from_folders(config.content_dir, config.style_dir, crop=config.crop,
                                                load_size=config.load_size, resize_mode=config.resize_mode,
-                                               seed=config.seed, augment=config.augment)
+                                               seed=config.seed, augment=config.augment,
+                                               augment_tone=config.augment_tone)
         self._stop = False
         self._last_batch = None
 
