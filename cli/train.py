@@ -110,6 +110,10 @@ def register(subparsers) -> None:
                        help="EFDM style loss weight (default 15 InfusionNet, 10 AesFA)")
     model.add_argument("--lambda-const-style", type=float, default=S,
                        help="style-contrastive loss weight (default 15 InfusionNet, 5 AesFA)")
+    model.add_argument("--style-pixel-tap", type=float, default=S, metavar="WEIGHT",
+                       help="also match the style's colour histogram: the images themselves as one more tap of "
+                            "the EFDM style loss, times WEIGHT (default 0, the authors' loss; the default model's "
+                            "recipe uses 5, since HED's edge-tuned features barely tell palettes apart)")
     model.add_argument("--init", metavar="CKPT", default=S,
                        help="start from these weights (authors' .pth or .safetensors) instead of a "
                             "seeded random initialisation")
@@ -164,7 +168,7 @@ def register(subparsers) -> None:
 
 
 CONFIG_OPTIONS = ("content_dir", "style_dir", "augment", "augment_tone", "crop", "load_size", "resize_mode", "workers", "variant", "vgg",
-                  "vgg_taps", "negatives", "lambda_perc_cont", "lambda_perc_style", "lambda_const_style", "init",
+                  "vgg_taps", "negatives", "lambda_perc_cont", "lambda_perc_style", "lambda_const_style", "style_pixel_tap", "init",
                   "iterations", "batch_size", "accumulate", "lr", "beta1", "beta2", "lr_schedule", "lr_step",
                   "lr_gamma", "lr_decay_start", "grad_clip", "amp", "seed", "deterministic", "device", "output",
                   "save_every", "keep_checkpoints", "sample_every", "log_every", "tensorboard", "eval_size",

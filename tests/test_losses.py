@@ -300,3 +300,22 @@ def test_style_transfer_loss_weights_its_parts(make_image):
     assert math.isfinite(total.item())
     total.backward()
     assert all(p.grad is not None for p in model.parameters())
+
+
+def test_pixel_tap_adds_the_images_colour_histograms_to_the_style_loss(make_image):
+    model = build_model("aesfa", seed=0)
+    vgg = random_vgg(0)
+    content, style = make_image(2, 32, 32, seed=3), make_image(2, 32, 32, seed=4)
+    output, style_features, output_features = TrainingNetwork(model)(content, style)
+    weights = LossWeights(1.0, 1.0, 1.0)
+    _, plain = StyleTransferLoss(vgg, weights, negatives=1)(content, style, output, style_features, output_features)
+    total, with_pixels = StyleTransferLoss(vgg, weights, negatives=1, pixel_tap=4.0)(
+        content, style, output, style_features, output_features)
+    pixels = efdm_loss(output, style).item()
+    assert pixels > 0
+    assert with_pixels["style"].item() == pytest.approx(plain["style"].item() + 4.0 * pixels, rel=1e-5)
+    # A colour histogram is all it sees: the style's own pixels shuffled score zero.
+    shuffled = style.flatten(2)[..., torch.randperm(32 * 32)].view_as(style)
+    assert efdm_loss(shuffled, style).item() == pytest.approx(0.0, abs=1e-10)
+    total.backward()
+    assert all(p.grad is not None for p in model.parameters())

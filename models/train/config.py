@@ -16,9 +16,8 @@ AMP_MODES = ("none", "bf16", "fp16")
 # Settings that change what the next steps compute: resuming with different values is allowed
 # but no longer reproduces the original run, so it is reported.
 REPRODUCIBILITY_KEYS = ("variant", "augment", "augment_tone", "batch_size", "accumulate", "crop", "load_size",
-                        "resize_mode", "negatives",
-                        "lambda_perc_cont", "lambda_perc_style", "lambda_const_style", "lr", "beta1", "beta2",
-                        "lr_schedule", "lr_step", "lr_gamma", "lr_decay_start", "grad_clip", "amp", "seed",
+                        "resize_mode", "negatives", "lambda_perc_cont", "lambda_perc_style", "lambda_const_style",
+                        "style_pixel_tap", "lr", "beta1", "beta2", "lr_schedule", "lr_step", "lr_gamma", "lr_decay_start", "grad_clip", "amp", "seed",
                         "vgg_taps", "world_size")
 
 
@@ -49,6 +48,7 @@ class TrainConfig:
     lambda_perc_cont: Optional[float] = None   # None: the variant's official weight
     lambda_perc_style: Optional[float] = None
     lambda_const_style: Optional[float] = None
+    style_pixel_tap: float = 0.0       # the images as one more EFDM style tap, times this (0: authors')
     lr: float = 1e-4
     beta1: float = 0.0
     beta2: float = 0.99
@@ -91,6 +91,8 @@ class TrainConfig:
             raise TrainingError(message)
         if self.variant not in VARIANTS:
             bad(f"unknown variant {self.variant!r}; choose from {', '.join(VARIANTS)}")
+        if self.style_pixel_tap < 0:
+            bad(f"--style-pixel-tap must be 0 or more, not {self.style_pixel_tap}")
         if self.augment_tone and not self.augment:
             bad("--augment-tone adds to --augment's augmentation: pass both")
         if self.vgg is None and self.vgg_seed is None:

@@ -351,13 +351,23 @@ class StyleTransferLoss(nn.Module):
 
     ``forward`` returns (total, {"content", "style", "contrastive"}) as float32 tensors; the
     parts are unweighted. Losses are computed in float32 even under autocast.
+
+    ``pixel_tap`` > 0 (not the authors'; off by default) adds the images themselves, in the
+    network's normalized RGB, as one more tap of the EFDM style loss, times ``pixel_tap``: the
+    exact per-channel colour histogram of the style. With HED's VGG16, tuned for edges, the feature
+    taps alone barely tell palettes apart: on held-out pairs the default model's pink-and-green
+    results scored a lower EFDM loss than a colour transfer of the photo to the style's palette,
+    while on pixels their distances were 3.2 against 0.14 (Hubble's field) and 0.88 against 0.12
+    (ihc).
     """
 
-    def __init__(self, vgg: VGGEncoder, weights: LossWeights, negatives: int = DEFAULT_NEGATIVES):
+    def __init__(self, vgg: VGGEncoder, weights: LossWeights, negatives: int = DEFAULT_NEGATIVES,
+                 pixel_tap: float = 0.0):
         super().__init__()
         self.vgg = vgg
         self.weights = weights
         self.negatives = negatives
+        self.pixel_tap = float(pixel_tap)
         self._warned = False
 
     def forward(self, content: Tensor, style: Tensor, output: Tensor, style_features: Sequence[Octave],
@@ -369,6 +379,8 @@ class StyleTransferLoss(nn.Module):
 
         content_loss = F.mse_loss(output_vgg[CONTENT_TAP], content_vgg)
         style_loss = sum(efdm_loss(o, s) for o, s in zip(output_vgg, style_vgg))
+        if self.pixel_tap:
+            style_loss = style_loss + self.pixel_tap * efdm_loss(output.float(), style.float())
 
         k = effective_negatives(self.negatives, output.shape[0])
         if k < self.negatives and not self._warned:
