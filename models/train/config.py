@@ -17,7 +17,8 @@ AMP_MODES = ("none", "bf16", "fp16")
 # but no longer reproduces the original run, so it is reported.
 REPRODUCIBILITY_KEYS = ("variant", "augment", "augment_tone", "batch_size", "accumulate", "crop", "load_size",
                         "resize_mode", "negatives", "lambda_perc_cont", "lambda_perc_style", "lambda_const_style",
-                        "style_pixel_tap", "lr", "beta1", "beta2", "lr_schedule", "lr_step", "lr_gamma", "lr_decay_start", "grad_clip", "amp", "seed",
+                        "style_pixel_tap", "lr", "beta1", "beta2", "lr_schedule", "lr_step", "lr_gamma",
+                        "lr_decay_start", "grad_clip", "amp", "seed",
                         "vgg_taps", "world_size")
 
 
