@@ -84,9 +84,15 @@ def describe_machine() -> dict:
 
 
 def machine_slug(description: dict) -> str:
-    """A folder name for results: GPU model if any, else CPU model and core count."""
+    """A folder name for results: GPU model if any, else the CPU model without trademarks and
+    filler words, its widest matrix instruction set (what decides its speed here: amx, avx512 or
+    avx2) and the core count, e.g. "intel-xeon-amx-2cores"."""
     if description.get("gpu"):
         base = description["gpu"]["name"]
     else:
-        base = f"{description['cpu']}-{description['cpu_cores']}cores"
+        name = re.sub(r"\((R|TM|tm|r)\)|\b(CPU|Processor)\b|@.*$", " ", description["cpu"])
+        features = description.get("cpu_features") or []
+        isa = next((tag for tag, flag in (("amx", "amx_tile"), ("avx512", "avx512f"), ("avx2", "avx2"))
+                    if flag in features), "")
+        base = f"{name}-{isa}-{description['cpu_cores']}cores"
     return re.sub(r"[^A-Za-z0-9.]+", "-", base).strip("-").lower()

@@ -125,4 +125,9 @@ def test_peak_rss_tracks_a_large_allocation():
 def test_machine_slug_is_a_safe_folder_name():
     assert machine.machine_slug({"gpu": {"name": "NVIDIA H100 80GB HBM3"}}) == "nvidia-h100-80gb-hbm3"
     slug = machine.machine_slug({"gpu": None, "cpu": "Intel(R) Xeon(R) CPU @ 2.20GHz", "cpu_cores": 2})
-    assert slug == "intel-r-xeon-r-cpu-2.20ghz-2cores"
+    assert slug == "intel-xeon-2cores"
+    amx = {"gpu": None, "cpu": "Intel(R) Xeon(R) Processor", "cpu_cores": 2,
+           "cpu_features": ["avx2", "avx512f", "amx_tile"]}
+    assert machine.machine_slug(amx) == "intel-xeon-amx-2cores"  # the folder of this project's results
+    epyc = {"gpu": None, "cpu": "AMD EPYC 7B13 64-Core Processor", "cpu_cores": 2, "cpu_features": ["avx2"]}
+    assert machine.machine_slug(epyc) == "amd-epyc-7b13-64-core-avx2-2cores"
