@@ -167,8 +167,9 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-CONFIG_OPTIONS = ("content_dir", "style_dir", "augment", "augment_tone", "crop", "load_size", "resize_mode", "workers", "variant", "vgg",
-                  "vgg_taps", "negatives", "lambda_perc_cont", "lambda_perc_style", "lambda_const_style", "style_pixel_tap", "init",
+CONFIG_OPTIONS = ("content_dir", "style_dir", "augment", "augment_tone", "crop", "load_size", "resize_mode", "workers",
+                  "variant", "vgg", "vgg_taps", "negatives", "lambda_perc_cont", "lambda_perc_style",
+                  "lambda_const_style", "style_pixel_tap", "init",
                   "iterations", "batch_size", "accumulate", "lr", "beta1", "beta2", "lr_schedule", "lr_step",
                   "lr_gamma", "lr_decay_start", "grad_clip", "amp", "seed", "deterministic", "device", "output",
                   "save_every", "keep_checkpoints", "sample_every", "log_every", "tensorboard", "eval_size",

