@@ -35,6 +35,8 @@ import onnxruntime as ort
 from infusionnet.export import calibration as calib
 from infusionnet.export.precision import INT8_OPS_BY_TARGET, INT8_TARGETS, to_int8
 from infusionnet.export.simplify import dynamic_weight_convs
+from infusionnet.runtime.errors import InfusionNetError
+from infusionnet.runtime.fileio import atomic_path, check_output_location
 from infusionnet.runtime.images import denormalize
 from infusionnet.runtime.manifest import Manifest
 from infusionnet.runtime.metrics import psnr, ssim
@@ -164,15 +166,23 @@ def main(argv=None) -> int:
                         help="write the layers to keep in float, one per line under a comment that says how they "
                              "were found (the format of benchmarks/int8/*-keep-float.txt)")
     args = parser.parse_args(argv)
-    result = analyse(args.export_dir, args.target, args.size, Goal(args.goal, args.ssim_goal), args.calibration_batches)
+    try:
+        for path in (args.output, args.keep_float_list):  # before minutes of quantizing
+            if path:
+                check_output_location(path)
+        result = analyse(args.export_dir, args.target, args.size, Goal(args.goal, args.ssim_goal),
+                         args.calibration_batches)
+    except InfusionNetError as error:  # an unwritable output, a missing or damaged export
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     print(f"keep in float: {', '.join(result['keep_float']) or 'nothing'} -> {result['final_psnr_db']} dB, "
           f"SSIM {result['final_ssim']} (all INT8: {result['all_int8_psnr_db']} dB, SSIM {result['all_int8_ssim']})")
     if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(result, indent=2) + "\n")
+        with atomic_path(args.output) as tmp:
+            tmp.write_text(json.dumps(result, indent=2) + "\n")
     if args.keep_float_list:
-        args.keep_float_list.parent.mkdir(parents=True, exist_ok=True)
-        args.keep_float_list.write_text(keep_float_list(result, args.output))
+        with atomic_path(args.keep_float_list) as tmp:
+            tmp.write_text(keep_float_list(result, args.output))
     return 0 if result["reached_goal"] else 1
 
 

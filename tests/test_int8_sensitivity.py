@@ -39,3 +39,15 @@ def test_keep_float_list_is_what_export_reads_and_says_how_it_was_found():
     text = keep_float_list(result, Path("x/cpu-sensitivity.json"))
     assert [line for line in text.splitlines() if not line.startswith("#")] == ["/a/Conv", "/b/Add"]
     assert "does NOT reach 35 dB PSNR and SSIM 0.97" in text and "cpu-sensitivity.json" in text
+
+
+def test_an_unwritable_output_is_refused_before_any_work(tmp_path, capsys):
+    from infusionnet.benchmarks.int8_sensitivity import main
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    # The export folder does not exist either: the output is refused first, before it is read.
+    assert main([str(tmp_path / "no-export"), "--keep-float-list", str(blocker / "list.txt")]) == 2
+    message = capsys.readouterr().err
+    assert message.startswith("error: ") and "list.txt" in message and "manifest" not in message
+    assert main([str(tmp_path / "no-export")]) == 2
+    assert "manifest not found" in capsys.readouterr().err
