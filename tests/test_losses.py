@@ -9,9 +9,9 @@ from torch import nn
 
 from infusionnet.models import build_model
 from infusionnet.models.train.losses import (CONTENT_TAP, DEFAULT_LOSS_WEIGHTS, LossWeights, StyleTransferLoss,
-                                             VGGError, efdm_distances, efdm_loss, effective_negatives,
+                                             VGGError, colour_projections, efdm_distances, efdm_loss, effective_negatives,
                                              encoder_taps, load_vgg, nearest_negatives, output_side, random_vgg,
-                                             sorted_channels, style_contrastive_loss, style_side, vgg_layers)
+                                             random_colour_directions, sorted_channels, style_contrastive_loss, style_side, vgg_layers)
 from infusionnet.models.train.trainer import TrainingNetwork
 
 
@@ -319,3 +319,25 @@ def test_pixel_tap_adds_the_images_colour_histograms_to_the_style_loss(make_imag
     assert efdm_loss(shuffled, style).item() == pytest.approx(0.0, abs=1e-10)
     total.backward()
     assert all(p.grad is not None for p in model.parameters())
+
+
+def test_sliced_pixel_tap_sees_which_colours_go_together(make_image):
+    torch.manual_seed(0)
+    style = make_image(1, 32, 32, seed=4)
+    # Each channel shuffled on its own: the same three histograms, other colours.
+    scrambled = torch.stack([style[0, c].flatten()[torch.randperm(32 * 32)].view(32, 32) for c in range(3)])[None]
+    per_channel = StyleTransferLoss(random_vgg(0), LossWeights(), negatives=1, pixel_tap=1.0)
+    sliced = StyleTransferLoss(random_vgg(0), LossWeights(), negatives=1, pixel_tap=1.0, pixel_slices=8)
+    assert per_channel.pixel_distance(scrambled, style).item() == pytest.approx(0.0, abs=1e-10)
+    assert sliced.pixel_distance(scrambled, style).item() > 1e-3
+    # The style's own pixels in another order are still the same colours.
+    shuffled = style.flatten(2)[..., torch.randperm(32 * 32)].view_as(style)
+    assert sliced.pixel_distance(shuffled, style).item() == pytest.approx(0.0, abs=1e-10)
+
+
+def test_colour_projections_along_the_rgb_axes_are_the_channels(make_image):
+    images = make_image(2, 8, 8, seed=1)
+    assert torch.equal(colour_projections(images, torch.eye(3)), images)
+    directions = random_colour_directions(5)
+    assert directions.shape == (5, 3)
+    assert torch.allclose(directions.norm(dim=1), torch.ones(5))

@@ -173,6 +173,8 @@ def test_settings_are_checked_before_work(dataset, tmp_path):
     check("needs VGG weights", vgg_seed=None)
     check("smaller than the crop", load_size=16)
     check("amp must be", amp="fp8")
+    check("style-pixel-tap must be 0 or more", style_pixel_tap=-1.0)
+    check("pass both", style_pixel_slices=8)
     factor = lr_factor(config_for(dataset, tmp_path, iterations=100, lr_schedule="linear", lr_decay_start=60))
     assert [factor(s) for s in (0, 59, 60, 80, 100)] == [1.0, 1.0, 1.0, 0.5, 0.0]
 

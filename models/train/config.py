@@ -17,8 +17,8 @@ AMP_MODES = ("none", "bf16", "fp16")
 # but no longer reproduces the original run, so it is reported.
 REPRODUCIBILITY_KEYS = ("variant", "augment", "augment_tone", "batch_size", "accumulate", "crop", "load_size",
                         "resize_mode", "negatives", "lambda_perc_cont", "lambda_perc_style", "lambda_const_style",
-                        "style_pixel_tap", "lr", "beta1", "beta2", "lr_schedule", "lr_step", "lr_gamma",
-                        "lr_decay_start", "grad_clip", "amp", "seed",
+                        "style_pixel_tap", "style_pixel_slices", "lr", "beta1", "beta2", "lr_schedule", "lr_step",
+                        "lr_gamma", "lr_decay_start", "grad_clip", "amp", "seed",
                         "vgg_taps", "world_size")
 
 
@@ -50,6 +50,7 @@ class TrainConfig:
     lambda_perc_style: Optional[float] = None
     lambda_const_style: Optional[float] = None
     style_pixel_tap: float = 0.0       # the images as one more EFDM style tap, times this (0: authors')
+    style_pixel_slices: int = 0        # that tap along this many random colour directions (0: per RGB channel)
     lr: float = 1e-4
     beta1: float = 0.0
     beta2: float = 0.99
@@ -94,6 +95,10 @@ class TrainConfig:
             bad(f"unknown variant {self.variant!r}; choose from {', '.join(VARIANTS)}")
         if self.style_pixel_tap < 0:
             bad(f"--style-pixel-tap must be 0 or more, not {self.style_pixel_tap}")
+        if self.style_pixel_slices < 0:
+            bad(f"--style-pixel-slices must be 0 or more, not {self.style_pixel_slices}")
+        if self.style_pixel_slices and not self.style_pixel_tap:
+            bad("--style-pixel-slices sets how --style-pixel-tap compares colours: pass both")
         if self.augment_tone and not self.augment:
             bad("--augment-tone adds to --augment's augmentation: pass both")
         if self.vgg is None and self.vgg_seed is None:

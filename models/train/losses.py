@@ -198,6 +198,17 @@ def efdm_loss(output: Tensor, target: Tensor) -> Tensor:
     return F.mse_loss(flat, placed)
 
 
+def random_colour_directions(count: int, device=None) -> Tensor:
+    """``count`` random unit vectors of RGB space, (count, 3), from torch's global generator."""
+    directions = torch.randn(count, 3)
+    return (directions / directions.norm(dim=1, keepdim=True)).to(device)
+
+
+def colour_projections(images: Tensor, directions: Tensor) -> Tensor:
+    """(B, 3, H, W) images seen along (K, 3) colour directions: (B, K, H, W) maps."""
+    return torch.einsum("bchw,kc->bkhw", images, directions.to(images.dtype))
+
+
 def efdm_distances(output: Tensor, target: Tensor) -> Tensor:
     """Per-sample EFDM loss, shape (B,): each sample's mean over channels and positions."""
     flat, placed = efdm_targets(output, target)
@@ -359,15 +370,23 @@ class StyleTransferLoss(nn.Module):
     results scored a lower EFDM loss than a colour transfer of the photo to the style's palette,
     while on pixels their distances were 3.2 against 0.14 (Hubble's field) and 0.88 against 0.12
     (ihc).
+
+    ``pixel_slices`` = K > 0 compares the pixels along K random directions of RGB space, drawn
+    anew each step, instead of along R, G and B: a sliced Wasserstein distance (Heitz et al.,
+    CVPR 2021), which over the steps matches the joint distribution of the colours, not just
+    each channel's histogram. Per channel, an image whose channels were shuffled independently
+    scores zero, and on held-out pairs the default model's pink-and-green results matched a grey,
+    green and orange painting's channel histograms as closely as a colour transfer did.
     """
 
     def __init__(self, vgg: VGGEncoder, weights: LossWeights, negatives: int = DEFAULT_NEGATIVES,
-                 pixel_tap: float = 0.0):
+                 pixel_tap: float = 0.0, pixel_slices: int = 0):
         super().__init__()
         self.vgg = vgg
         self.weights = weights
         self.negatives = negatives
         self.pixel_tap = float(pixel_tap)
+        self.pixel_slices = int(pixel_slices)
         self._warned = False
 
     def forward(self, content: Tensor, style: Tensor, output: Tensor, style_features: Sequence[Octave],
@@ -380,7 +399,7 @@ class StyleTransferLoss(nn.Module):
         content_loss = F.mse_loss(output_vgg[CONTENT_TAP], content_vgg)
         style_loss = sum(efdm_loss(o, s) for o, s in zip(output_vgg, style_vgg))
         if self.pixel_tap:
-            style_loss = style_loss + self.pixel_tap * efdm_loss(output.float(), style.float())
+            style_loss = style_loss + self.pixel_tap * self.pixel_distance(output.float(), style.float())
 
         k = effective_negatives(self.negatives, output.shape[0])
         if k < self.negatives and not self._warned:
@@ -394,3 +413,10 @@ class StyleTransferLoss(nn.Module):
                  + self.weights.const_style * contrastive)
         return total, {"content": content_loss.detach(), "style": style_loss.detach(),
                        "contrastive": contrastive.detach()}
+
+    def pixel_distance(self, output: Tensor, style: Tensor) -> Tensor:
+        """The pixel tap's EFDM distance: per RGB channel, or along random colour directions."""
+        if self.pixel_slices:
+            directions = random_colour_directions(self.pixel_slices, output.device)
+            output, style = colour_projections(output, directions), colour_projections(style, directions)
+        return efdm_loss(output, style)

@@ -107,7 +107,8 @@ class Trainer:
         self.model = initial.to(self.device).train()
         vgg = vgg if vgg is not None else loss_network(config)
         self.loss = StyleTransferLoss(vgg.to(self.device), config.loss_weights(), config.negatives,
-                                      pixel_tap=config.style_pixel_tap)
+                                      pixel_tap=config.style_pixel_tap,
+                                      pixel_slices=config.style_pixel_slices)
         if config.negatives > config.batch_size - 1 and self.ctx.is_main:
             print(f"note: {config.negatives} negatives asked for, but a batch of {config.batch_size} has only "
                   f"{config.batch_size - 1} other styles: using {config.batch_size - 1}", file=sys.stderr)
