@@ -21,11 +21,13 @@ content stays recognisable", per style (mean over the photos):
                        (edges where the photo has them: 1 for the photo itself, ~0 for noise)
 
 --style-loss also asks whether the training's style loss tells palettes apart: for each style it
-prints the EFDM distances (HED VGG16's taps relu1_2 .. relu4_3, normalized as in training, and the
-pixels) of three images to the style, mean over the photos: the photo itself, the photo moved to
-the style's palette (``colour_transfer``: the right colours, no brush work) and the network's
-result. A loss that rewards the palette scores the colour transfer well below the photo, and a
-wrongly coloured result above it (docs/default-model/style-loss-diagnosis.md).
+prints the EFDM distances (HED VGG16's taps relu1_2 .. relu4_3, normalized as in training; the
+pixels per RGB channel; the pixels along 64 fixed random colour directions, as
+``train --style-pixel-slices`` compares them) of three images to the style, mean over the photos:
+the photo itself, the photo moved to the style's palette (``colour_transfer``: the right colours,
+no brush work) and the network's result. A loss that rewards the palette scores the colour
+transfer well below the photo, and a wrongly coloured result above it
+(docs/default-model/style-loss-diagnosis.md).
 """
 import argparse
 import csv
@@ -98,14 +100,19 @@ def colour_transfer(photo: np.ndarray, style: np.ndarray) -> np.ndarray:
 def style_loss_table(style_images, rows, labels) -> str:
     """EFDM distances to each style per tap and on pixels (see --style-loss), mean over the photos."""
     from infusionnet.models.train.hed_vgg import load_hed_vgg
-    from infusionnet.models.train.losses import efdm_loss
+    from infusionnet.models.train.losses import colour_projections, efdm_loss, random_colour_directions
     vgg = load_hed_vgg("hed")
+    torch.manual_seed(0)  # one fixed set of directions, so the sliced column is repeatable
+    directions = random_colour_directions(64)
 
     def tensor(rgb: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(images.normalize(rgb))
 
-    lines = ["| style | image | relu1_2 | relu2_2 | relu3_3 | relu4_3 | taps total | pixels |",
-             "|---|---|---|---|---|---|---|---|"]
+    def sliced(image: torch.Tensor) -> torch.Tensor:
+        return colour_projections(image, directions)
+
+    lines = ["| style | image | relu1_2 | relu2_2 | relu3_3 | relu4_3 | taps total | pixels | sliced pixels |",
+             "|---|---|---|---|---|---|---|---|---|"]
     with torch.inference_mode():
         for index, (label, style) in enumerate(zip(labels, style_images), 1):
             style_taps = vgg(tensor(style))
@@ -115,11 +122,13 @@ def style_loss_table(style_images, rows, labels) -> str:
                 for name, image in (("photo", photo), ("colour transfer", colour_transfer(photo, style)),
                                     ("network", result)):
                     taps = [float(efdm_loss(o, s)) for o, s in zip(vgg(tensor(image)), style_taps)]
-                    scores.setdefault(name, []).append(taps + [float(efdm_loss(tensor(image), tensor(style)))])
+                    pixels = [float(efdm_loss(tensor(image), tensor(style))),
+                              float(efdm_loss(sliced(tensor(image)), sliced(tensor(style))))]
+                    scores.setdefault(name, []).append(taps + pixels)
             for name, values in scores.items():
                 mean = np.mean(values, axis=0)
                 cells = " | ".join(f"{value:.2f}" for value in mean[:4])
-                lines.append(f"| {label} | {name} | {cells} | {mean[:4].sum():.1f} | {mean[4]:.2f} |")
+                lines.append(f"| {label} | {name} | {cells} | {mean[:4].sum():.1f} | {mean[4]:.2f} | {mean[5]:.2f} |")
     return "\n".join(lines) + "\n"
 
 

@@ -374,9 +374,8 @@ class StyleTransferLoss(nn.Module):
     ``pixel_slices`` = K > 0 compares the pixels along K random directions of RGB space, drawn
     anew each step, instead of along R, G and B: a sliced Wasserstein distance (Heitz et al.,
     CVPR 2021), which over the steps matches the joint distribution of the colours, not just
-    each channel's histogram. Per channel, an image whose channels were shuffled independently
-    scores zero, and on held-out pairs the default model's pink-and-green results matched a grey,
-    green and orange painting's channel histograms as closely as a colour transfer did.
+    each channel's histogram: per channel, an image whose channels were shuffled independently
+    scores zero.
     """
 
     def __init__(self, vgg: VGGEncoder, weights: LossWeights, negatives: int = DEFAULT_NEGATIVES,
