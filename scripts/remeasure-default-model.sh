@@ -11,7 +11,7 @@
 #                STYLE for a held-out painting; the sample textures are always there)
 #   demo         `make demo`, its sheet -> docs/default-model/demo-sheet.jpg
 #   sensitivity  per-layer INT8 sensitivity in both layouts, layers kept in float until 35 dB PSNR
-#                and SSIM 0.97 at 512x512 -> benchmarks/int8/default-model-{cpu,tensorrt}-{sensitivity.json,keep-float.txt}
+#                and SSIM 0.985 at 512x512 -> benchmarks/int8/default-model-{cpu,tensorrt}-{sensitivity.json,keep-float.txt}
 #   accuracy     scripts/measure-accuracy.sh -> RESULTS/accuracy/ (every precision vs PyTorch FP32)
 #   keep-float   speed cost of the keep-float lists, interleaved -> RESULTS/accuracy/keep-float-speed.txt
 #   nncf         scripts/nncf-int8-study.py, with AMX and ISA-capped -> RESULTS/cpu/nncf-int8-study/
@@ -29,8 +29,11 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/infusionnet-remeasure.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 # The INT8 aim of a viewer (issue 11): layers go back to float until both are met, on the sample
 # pairs at 512x512, the size the accuracy table reports (at 256x256 the same goal left SSIM at
-# 0.94-0.955 at 512x512 and 1280x720: INT8's error shows more on larger images).
-GOAL_DB=35 GOAL_SSIM=0.97 PROBE_SIZE=${PROBE_SIZE:-512}
+# 0.94-0.955 at 512x512 and 1280x720: INT8's error shows more on larger images). The probe's
+# SSIM goal has a margin over the aim of 0.97: `check` measures other pairs, at 1280x720 too,
+# against PyTorch, and on the 4,900-step model its worst pairs stood 0.004 (CPU layout) to 0.021
+# (TensorRT layout) below the probe's.
+GOAL_DB=35 GOAL_SSIM=${GOAL_SSIM:-0.985} PROBE_SIZE=${PROBE_SIZE:-512}
 
 wants() { [[ " $STEPS " == *" $1 "* ]]; }
 step() { echo "== $(date +%H:%M:%S) $*" >&2; }
