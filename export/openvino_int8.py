@@ -20,7 +20,6 @@ nncf is an optional extra (``pip install .[openvino]``), imported when a graph i
 import contextlib
 import io
 import logging
-import shutil
 from pathlib import Path
 from typing import Iterable, List, Optional
 
@@ -35,8 +34,6 @@ nncf = lazy_import("nncf")
 openvino = lazy_import("openvino")
 
 INSTALL = "pip install nncf openvino (or pip install .[openvino])"
-# Roles whose graphs are quantized; the others are copied as FP32.
-QUANTIZED_ROLES = ("full", "content", "baked")
 
 
 def import_nncf():
@@ -79,13 +76,9 @@ def _reshaped(model, shapes: dict) -> bool:
 def quantize_for_openvino(source: Path, directory: Path, role: str, feeds: Iterable[dict],
                           subset_size: Optional[int] = None) -> Path:
     """Quantize ``source`` (an FP32 ONNX graph) for OpenVINO into ``directory``: ``ROLE.xml`` (+
-    ``.bin``) for the per-frame graphs, a copy of the ONNX file for the style graph. Returns the
-    written graph's path."""
+    ``.bin``). Returns the written graph's path. Only the per-frame graphs (precision.INT8_ROLES)
+    come here."""
     source, directory = Path(source), Path(directory)
-    if role not in QUANTIZED_ROLES:
-        target = directory / source.name
-        shutil.copyfile(str(source), str(target))
-        return target
     import_nncf()  # its install hint, before any work
     ov = load(openvino)
     samples = list(feeds)

@@ -9,6 +9,7 @@ its own tests; this module only orders them, reports progress and owns the outpu
 everything is built in a temporary directory that replaces ``--output`` only when every step,
 verification included, succeeded (``runtime.fileio.atomic_directory``).
 """
+import shutil
 import sys
 import tempfile
 import time
@@ -40,7 +41,7 @@ from . import calibration as calib
 from .graphs import GRAPH_KINDS, build_graph_specs
 from .calibration import CALIBRATION_METHODS, DEFAULT_CALIBRATION_METHOD
 from .onnx_nodes import graph_io
-from .precision import INT8_OPS_BY_TARGET, INT8_TARGETS, PRECISIONS, to_fp16, to_int8
+from .precision import INT8_OPS_BY_TARGET, INT8_ROLES, INT8_TARGETS, PRECISIONS, to_fp16, to_int8
 from .simplify import dynamic_weight_convs, simplify
 from .trace import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, exportable, trace
 from .trt_compat import check_trt_compat
@@ -282,12 +283,15 @@ def apply_precision(fp32: Dict[str, Path], config: ExportConfig, directory: Path
         info = {"method": config.calibration_method, "source": description, "batches": len(pairs),
                 "batch": config.batch, "target": runtime, "content_size": list(size),
                 "quantized_ops": list(INT8_OPS_BY_TARGET[runtime]), "float_dynamic_convs": {},
-                "float_layers": list(config.int8_keep_float)}
+                "float_layers": list(config.int8_keep_float), "float_graphs": []}
     for role, path in fp32.items():
         target = Path(directory) / path.name
         if config.precision == "fp16":
             with _step(progress, f"convert {role} graph to FP16 (normalization and reductions in FP32)"):
                 to_fp16(path, target)
+        elif role not in INT8_ROLES:  # runs once per style: INT8 would cost accuracy, not frame time
+            shutil.copyfile(str(path), str(target))
+            info["float_graphs"].append(role)
         else:
             reader = calib.RoleFeed(pairs, role, reference.kernels)
             if runtime == "openvino":

@@ -16,6 +16,8 @@ Precision:
 - int8, implicit (TensorRT 8.x only; deprecated in 10): an FP32 graph calibrated here with the
   entropy calibrator on the calibration images, with a calibration cache for reproducible
   rebuilds.
+- INT8 is for the per-frame graphs only: a split export's style graph (FP32, no Q/DQ) builds as
+  an fp16 engine's would, since it runs once per style.
 
 Parsing sets OnnxParserFlag.NATIVE_INSTANCENORM where it exists (8.6+): 8.6 otherwise imports
 InstanceNormalization as a plugin, and 8.5 always does. The sidecar lists an engine's plugin
@@ -46,6 +48,7 @@ from infusionnet.runtime.trt_plan import (HW, Profile, TrtFeatures, derive_profi
                                            require_runtime_features)
 
 from .calibration import PairFeed, RoleFeed, image_pairs
+from .precision import INT8_ROLES
 
 if TYPE_CHECKING:  # `make typecheck` checks the TensorRT calls against the stubs; never imported at run time
     import tensorrt
@@ -125,14 +128,17 @@ def plan_builds(manifest: Manifest, options: BuildOptions) -> List[GraphBuild]:
     if sizes_given and not dynamic:
         raise TrtBuildError(f"--min/--opt/--max need a dynamic-size export, and {where} is fixed at "
                             f"{manifest.content_size[0]}x{manifest.content_size[1]} (re-export with --dynamic-size)")
-    calibrate = precision == "int8" and options.int8_mode == "implicit"
     builds = []
     for role, graph in manifest.graphs.items():
         inputs, outputs = tuple(graph.inputs), tuple(graph.outputs)
         profile = derive_profile(inputs, options.min_hw, options.opt_hw, options.max_hw,
                                  default_hw=tuple(manifest.content_size))
+        # Only the per-frame graphs are INT8 (the export keeps the style graph FP32, without Q/DQ):
+        # the style graph builds in FP16 like an fp16 engine's.
+        int8 = precision == "int8" and role in INT8_ROLES
         builds.append(GraphBuild(role, graph.path, inputs, outputs, profile, fp16=precision != "fp32",
-                                 int8=precision == "int8", calibrate=calibrate, fp32_pins=precision != "fp32"))
+                                 int8=int8, calibrate=int8 and options.int8_mode == "implicit",
+                                 fp32_pins=precision != "fp32"))
     return builds
 
 

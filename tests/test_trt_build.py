@@ -46,6 +46,13 @@ def test_int8_plans():
     assert implicit.int8 and implicit.calibrate
 
 
+@pytest.mark.parametrize("exported, mode", [("int8", "explicit"), ("fp32", "implicit")])
+def test_int8_plans_keep_the_style_graph_out_of_int8(exported, mode):
+    builds = {b.role: b for b in plan_builds(_manifest(exported), BuildOptions("int8", int8_mode=mode))}
+    assert builds["content"].int8 and builds["content"].calibrate == (mode == "implicit")
+    assert builds["style"].fp16 and not builds["style"].int8 and not builds["style"].calibrate
+
+
 @pytest.mark.parametrize("manifest, options, message", [
     (_manifest(dynamic=False), BuildOptions("fp16", max_hw=(128, 128)),
      r"--min/--opt/--max need a dynamic-size export, and /exports/x is fixed at 64x64"),
