@@ -105,26 +105,23 @@ def style_loss_table(style_images, rows, labels) -> str:
     torch.manual_seed(0)  # one fixed set of directions, so the sliced column is repeatable
     directions = random_colour_directions(64)
 
-    def tensor(rgb: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(images.normalize(rgb))
-
-    def sliced(image: torch.Tensor) -> torch.Tensor:
-        return colour_projections(image, directions)
+    def views(rgb: np.ndarray) -> list:
+        """The maps compared: the four taps, the pixels, the pixels along the fixed directions."""
+        pixels = torch.from_numpy(images.normalize(rgb))
+        return vgg(pixels) + [pixels, colour_projections(pixels, directions)]
 
     lines = ["| style | image | relu1_2 | relu2_2 | relu3_3 | relu4_3 | taps total | pixels | sliced pixels |",
              "|---|---|---|---|---|---|---|---|---|"]
     with torch.inference_mode():
         for index, (label, style) in enumerate(zip(labels, style_images), 1):
-            style_taps = vgg(tensor(style))
+            style_views = views(style)
             scores = {}
             for row in rows:
                 photo, result = row[0], row[index]
                 for name, image in (("photo", photo), ("colour transfer", colour_transfer(photo, style)),
                                     ("network", result)):
-                    taps = [float(efdm_loss(o, s)) for o, s in zip(vgg(tensor(image)), style_taps)]
-                    pixels = [float(efdm_loss(tensor(image), tensor(style))),
-                              float(efdm_loss(sliced(tensor(image)), sliced(tensor(style))))]
-                    scores.setdefault(name, []).append(taps + pixels)
+                    scores.setdefault(name, []).append(
+                        [float(efdm_loss(o, s)) for o, s in zip(views(image), style_views)])
             for name, values in scores.items():
                 mean = np.mean(values, axis=0)
                 cells = " | ".join(f"{value:.2f}" for value in mean[:4])

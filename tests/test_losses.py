@@ -9,9 +9,10 @@ from torch import nn
 
 from infusionnet.models import build_model
 from infusionnet.models.train.losses import (CONTENT_TAP, DEFAULT_LOSS_WEIGHTS, LossWeights, StyleTransferLoss,
-                                             VGGError, colour_projections, efdm_distances, efdm_loss, effective_negatives,
-                                             encoder_taps, load_vgg, nearest_negatives, output_side, random_vgg,
-                                             random_colour_directions, sorted_channels, style_contrastive_loss, style_side, vgg_layers)
+                                             VGGError, colour_projections, efdm_distances, efdm_loss,
+                                             effective_negatives, encoder_taps, load_vgg, nearest_negatives,
+                                             output_side, random_colour_directions, random_vgg, sorted_channels,
+                                             style_contrastive_loss, style_side, vgg_layers)
 from infusionnet.models.train.trainer import TrainingNetwork
 
 
