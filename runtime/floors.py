@@ -49,10 +49,10 @@ class Floors:
 #   worst 50.4 dB, SSIM 0.997 -> 40 dB, 0.99.
 # - INT8: the healthy INT8 form of the default model keeps its most sensitive layers in float
 #   (benchmarks/int8/default-model-*-keep-float.txt) and, like every INT8 export, its style graph
-#   in FP32; so kept, the 6,400-step model is worst at 41.7 dB (random images) and SSIM 0.983
+#   in FP32; so kept, the 6,400-step model is worst at 41.2 dB (random images) and SSIM 0.983
 #   (photos), the 4,900-step model's lists (style graph in INT8) at 35.9 dB and 0.954, the
 #   3,600-step model's at 33.6 dB and 0.931 -> 28 dB, 0.90. Fully quantized, the TensorRT layout
-#   (30.9 dB, SSIM 0.876 on photos), the CPU layout (28.0 dB on random images, SSIM 0.834 on
+#   (30.9 dB, SSIM 0.876 on photos), the CPU layout (27.98 dB on random images, SSIM 0.834 on
 #   photos) and NNCF's INT8 (24.1 dB, 0.753) fall below: their noise is visible, and `check`
 #   says so.
 FLOORS = {
