@@ -1,6 +1,8 @@
 """The bundled default model: what ships, how it loads, and that it really stylizes."""
 import json
 
+import cv2
+
 import numpy as np
 import pytest
 import torch
@@ -71,13 +73,18 @@ def test_stylize_help_says_what_the_default_is(capsys):
     assert "bundled default model" in text and "HED's VGG16" in text and "'untrained'" in text
 
 
-def test_held_out_metrics_of_the_evaluation_script():
+def _evaluation_script():
     import importlib.util
     from pathlib import Path
     path = Path(__file__).resolve().parent.parent / "scripts" / "evaluate-default-model.py"
     spec = importlib.util.spec_from_file_location("evaluate_default_model", path)
     evaluate = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(evaluate)
+    return evaluate
+
+
+def test_held_out_metrics_of_the_evaluation_script():
+    evaluate = _evaluation_script()
     square = images.parse_resize("square:96")
     photo = images.prepare_image(samples.load_sample("astronaut"), square)[0]
     style = images.prepare_image(samples.load_sample("retina"), square)[0]
@@ -89,7 +96,26 @@ def test_held_out_metrics_of_the_evaluation_script():
     noise = np.random.default_rng(0).integers(0, 256, photo.shape, dtype=np.uint8)
     assert abs(evaluate.structure_kept(photo, noise)) < 0.2
     table = evaluate.metrics_table([style], [[photo, photo]], ["retina"])
-    assert "| retina | 0% | 1.00 |" in table
+    assert "| retina | 0% | 0% | 1.00 |" in table
     # The colour transfer of --style-loss takes the style's colour moments and keeps the photo's edges.
     moved = evaluate.colour_transfer(photo, style)
     assert evaluate.colour_gap_closed(photo, moved, style) > 0.8 and evaluate.structure_kept(photo, moved) > 0.8
+
+
+def test_texture_gap_closed_sees_detail_not_colour():
+    evaluate = _evaluation_script()
+    square = images.parse_resize("square:128")
+    photo = images.prepare_image(samples.load_sample("astronaut"), square)[0]
+    stars = images.prepare_image(samples.load_sample("hubble_deep_field"), square)[0]
+    assert evaluate.texture_gap_closed(photo, stars, stars) == pytest.approx(1.0)
+    # Colours and contrast alone do not count as texture...
+    assert abs(evaluate.texture_gap_closed(photo, evaluate.colour_transfer(photo, stars), stars)) < 0.15
+    # ...sparse bright points on the photo do, and a blurred photo moves away from the stars' detail.
+    dotted = photo.copy()
+    points = np.random.default_rng(0).integers(0, 128, (60, 2))
+    dotted[points[:, 0], points[:, 1]] = 255
+    assert evaluate.texture_gap_closed(photo, dotted, stars) > 0.05
+    blurred = cv2.GaussianBlur(photo, (0, 0), 2.0)
+    assert evaluate.texture_gap_closed(photo, blurred, stars) < 0
+    flat = np.full_like(photo, 128)
+    assert np.isfinite(evaluate.texture_signature(flat)).all()
