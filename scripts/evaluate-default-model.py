@@ -80,10 +80,15 @@ def _lab_moments(rgb: np.ndarray) -> np.ndarray:
     return np.concatenate([lab.mean(axis=0), lab.std(axis=0)])
 
 
+def gap_closed(signature, photo: np.ndarray, result: np.ndarray, style: np.ndarray) -> float:
+    """1 - |signature(result) - signature(style)| / |signature(photo) - signature(style)|."""
+    target = signature(style)
+    before = np.linalg.norm(signature(photo) - target)
+    return float(1.0 - np.linalg.norm(signature(result) - target) / before) if before > 0 else 0.0
+
+
 def colour_gap_closed(photo: np.ndarray, result: np.ndarray, style: np.ndarray) -> float:
-    target = _lab_moments(style)
-    before = np.linalg.norm(_lab_moments(photo) - target)
-    return float(1.0 - np.linalg.norm(_lab_moments(result) - target) / before) if before > 0 else 0.0
+    return gap_closed(_lab_moments, photo, result, style)
 
 
 TEXTURE_BANDS = 4
@@ -106,9 +111,7 @@ def texture_signature(rgb: np.ndarray) -> np.ndarray:
 
 
 def texture_gap_closed(photo: np.ndarray, result: np.ndarray, style: np.ndarray) -> float:
-    target = texture_signature(style)
-    before = np.linalg.norm(texture_signature(photo) - target)
-    return float(1.0 - np.linalg.norm(texture_signature(result) - target) / before) if before > 0 else 0.0
+    return gap_closed(texture_signature, photo, result, style)
 
 
 def structure_kept(photo: np.ndarray, result: np.ndarray) -> float:
