@@ -83,11 +83,15 @@ def _evaluation_script():
     return evaluate
 
 
+def _square_samples(size: int, *names: str) -> list:
+    """The built-in samples resized and centre-cropped to size x size, as the evaluation does."""
+    square = images.parse_resize(f"square:{size}")
+    return [images.prepare_image(samples.load_sample(name), square)[0] for name in names]
+
+
 def test_held_out_metrics_of_the_evaluation_script():
     evaluate = _evaluation_script()
-    square = images.parse_resize("square:96")
-    photo = images.prepare_image(samples.load_sample("astronaut"), square)[0]
-    style = images.prepare_image(samples.load_sample("retina"), square)[0]
+    photo, style = _square_samples(96, "astronaut", "retina")
     assert evaluate.colour_gap_closed(photo, style, style) == pytest.approx(1.0)
     assert evaluate.colour_gap_closed(photo, photo, style) == pytest.approx(0.0)
     halfway = ((photo.astype(np.float32) + style) / 2).astype(np.uint8)
@@ -104,9 +108,7 @@ def test_held_out_metrics_of_the_evaluation_script():
 
 def test_texture_gap_closed_sees_detail_not_colour():
     evaluate = _evaluation_script()
-    square = images.parse_resize("square:128")
-    photo = images.prepare_image(samples.load_sample("astronaut"), square)[0]
-    stars = images.prepare_image(samples.load_sample("hubble_deep_field"), square)[0]
+    photo, stars = _square_samples(128, "astronaut", "hubble_deep_field")
     assert evaluate.texture_gap_closed(photo, stars, stars) == pytest.approx(1.0)
     # Colours and contrast alone do not count as texture...
     assert abs(evaluate.texture_gap_closed(photo, evaluate.colour_transfer(photo, stars), stars)) < 0.15
