@@ -9,11 +9,13 @@ steps, recipe, loss network and data) and prints how far the float16 weights mov
 from the float32 ones on the built-in sample pairs (PSNR of uint8 images; must be >= 40 dB).
 """
 import argparse
+import json
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import safe_open
 
 from infusionnet.models import save_checkpoint
 from infusionnet.models.checkpoint import load_checkpoint
@@ -37,6 +39,16 @@ def stylize_samples(model) -> list:
     return outputs
 
 
+def steps_before(config: dict) -> int:
+    """Training steps of the weights the run started from (--init), so that a model fine-tuned in a
+    second run records its whole training; 0 for a run from scratch."""
+    init = config.get("init")
+    if not init or not str(init).endswith(".safetensors"):
+        return 0
+    with safe_open(init, "pt") as weights:
+        return int(json.loads(weights.metadata()["infusionnet_config"]).get("trained_steps", 0))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", help="a training run folder or one of its checkpoints")
@@ -52,10 +64,13 @@ def main() -> int:
         loss_network += f"; the images as one more style tap, weight {config['style_pixel_tap']:g}"
         if config.get("style_pixel_slices"):
             loss_network += f", along {config['style_pixel_slices']} random colour directions a step"
-    extra = {"trained_steps": int(state["step"]), "recipe": "scripts/train-default-model.sh",
+    before = steps_before(config)
+    extra = {"trained_steps": before + int(state["step"]), "recipe": "scripts/train-default-model.sh",
              "loss_network": loss_network, "crop": config.get("crop"), "batch_size": config.get("batch_size"),
              "lr": config.get("lr"), "augment": config.get("augment"),
              "augment_tone": bool(config.get("augment_tone")), "weights_dtype": "float16"}
+    if before:
+        extra["fine_tuned_steps"] = int(state["step"])  # the last run's share of trained_steps
     path = save_checkpoint(model.half(), args.output, extra=extra)
     shipped = load_checkpoint(path)
     worst = min(psnr(a.astype(np.float32), b.astype(np.float32), 255.0)
