@@ -2,7 +2,7 @@
 """The default model's held-out evaluation: a grid of pairs that were not in training, and the
 training losses, written to docs/default-model/ (README shows them).
 
-    .venv/bin/python scripts/evaluate-default-model.py --run runs/default \\
+    .venv/bin/python scripts/evaluate-default-model.py --run runs/default runs/default-texture \\
         --style ../shared/data/train/style/picabia_udnie_1913.jpg
 
 Contents: scikit-image's astronaut, coffee and chelsea photographs (not in the recipe's training
@@ -174,12 +174,31 @@ def metrics_table(style_images, rows, labels) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_losses(metrics: Path, destination: Path) -> None:
+def joined_metrics(runs: list) -> list:
+    """The metrics.csv rows of runs that follow one another (a run started with --init from the
+    one before), each run's steps counted on from the previous run's last step."""
+    rows, offset = [], 0
+    for run in runs:
+        with open(Path(run) / "metrics.csv", newline="") as f:
+            run_rows = list(csv.DictReader(f))
+        for row in run_rows:
+            row["step"] = str(int(row["step"]) + offset)
+        rows += run_rows
+        offset = int(rows[-1]["step"]) if rows else offset
+    return rows
+
+
+def write_metrics(rows: list, destination: Path) -> None:
+    with open(destination, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def plot_losses(rows: list, destination: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    with open(metrics, newline="") as f:
-        rows = list(csv.DictReader(f))
     steps = [int(r["step"]) for r in rows]
     figure, axes = plt.subplots(1, 3, figsize=(12, 3.2))
     for axis, name in zip(axes, ("content", "style", "contrastive")):
@@ -195,7 +214,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", help="default: the bundled default model")
     parser.add_argument("--style", nargs="*", default=[], help="held-out style images (paintings)")
-    parser.add_argument("--run", help="the training run folder (its metrics.csv is plotted and copied)")
+    parser.add_argument("--run", nargs="+", default=[],
+                        help="the training run folder(s), in order: their metrics.csv, joined, is plotted and copied")
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--style-loss", action="store_true",
                         help="also print the style loss's distances per tap (needs the HED loss network)")
@@ -216,9 +236,9 @@ def main() -> int:
     if args.style_loss:
         print(style_loss_table(style_images, rows, labels))
     if args.run:
-        metrics = Path(args.run) / "metrics.csv"
-        (output / "metrics.csv").write_text(metrics.read_text())
-        plot_losses(metrics, output / "losses.png")
+        rows = joined_metrics(args.run)
+        write_metrics(rows, output / "metrics.csv")
+        plot_losses(rows, output / "losses.png")
         print(f"wrote {output / 'losses.png'} and {output / 'metrics.csv'}")
     return 0
 
