@@ -1,6 +1,7 @@
 """scripts/train-default-model.sh, run with a stand-in for `infusionnet` that records each call and
 writes the checkpoint a finished call would: the phases run in order, each from where the run
-stands, the held-out painting is never a style, and a finished recipe runs nothing."""
+stands, the seventh in a second run seeded with the first's final weights, the held-out painting
+is never a style, and a finished recipe runs nothing."""
 import os
 import shutil
 import subprocess
@@ -33,7 +34,7 @@ touch "$run/checkpoints/$(printf 'step_%08d.pth' "$iterations")" "$run/final/mod
 def run_recipe(tmp_path: Path) -> list:
     calls = tmp_path / "calls.txt"
     calls.unlink(missing_ok=True)
-    environ = dict(os.environ, DATA=str(tmp_path / "data"), OUT=str(tmp_path / "run"),
+    environ = dict(os.environ, DATA=str(tmp_path / "data"), OUT=str(tmp_path / "run"),  # + run-texture
                    INFUSIONNET=str(tmp_path / "infusionnet"), CALLS=str(calls))
     result = subprocess.run(["bash", str(RECIPE)], capture_output=True, text=True, env=environ, timeout=60)
     assert result.returncode == 0, result.stderr
@@ -53,21 +54,35 @@ def recipe_dir(tmp_path):
 
 def test_recipe_runs_every_phase_once_in_order(recipe_dir):
     calls = run_recipe(recipe_dir)
-    run = recipe_dir / "run"
-    assert len(calls) == 6
+    run, texture_run = recipe_dir / "run", recipe_dir / "run-texture"
+    assert len(calls) == 7
     assert calls[0].startswith("train --variant infusionnet --vgg hed") and "--iterations 1582" in calls[0]
-    assert [c.split("--iterations ")[1].split()[0] for c in calls[1:]] == ["3600", "3768", "4095", "4900", "6400"]
-    assert all(c.startswith(f"train --resume {run} ") for c in calls[1:])
-    assert "hokusai.jpg" in calls[0] and not any("picabia_udnie" in c for c in calls)  # held out
+    assert [c.split("--iterations ")[1].split()[0] for c in calls[1:6]] == ["3600", "3768", "4095", "4900", "6400"]
+    assert all(c.startswith(f"train --resume {run} ") for c in calls[1:6])
+    assert calls[6].startswith("train --variant infusionnet --vgg hed")
+    assert f"--init {run}/final/model.safetensors" in calls[6] and f"--output {texture_run}" in calls[6]
+    assert "sample:gravel" in calls[6] and "--lambda-perc-style 25" in calls[6]
+    assert "hokusai.jpg" in calls[0] and "hokusai.jpg" in calls[6]
+    assert not any("picabia_udnie" in c for c in calls)  # held out
     assert run_recipe(recipe_dir) == []  # finished: nothing to do
 
 
 def test_recipe_continues_from_the_newest_checkpoint(recipe_dir):
     run_recipe(recipe_dir)
+    shutil.rmtree(recipe_dir / "run-texture")
     checkpoint = recipe_dir / "run" / "checkpoints" / "step_00006400.pth"
     checkpoint.rename(checkpoint.with_name("step_00005000.pth"))
     calls = run_recipe(recipe_dir)
-    assert len(calls) == 1 and "--iterations 6400" in calls[0] and "--style-pixel-slices 8" in calls[0]
+    assert len(calls) == 2 and "--iterations 6400" in calls[0] and "--style-pixel-slices 8" in calls[0]
+    assert "--init" in calls[1] and "--iterations 1300" in calls[1]  # then the texture run begins
+
+
+def test_recipe_resumes_the_texture_run(recipe_dir):
+    run_recipe(recipe_dir)
+    checkpoint = recipe_dir / "run-texture" / "checkpoints" / "step_00001300.pth"
+    checkpoint.rename(checkpoint.with_name("step_00001000.pth"))
+    calls = run_recipe(recipe_dir)
+    assert calls == [f"train --resume {recipe_dir / 'run-texture'} --iterations 1300"]
 
 
 def test_recipe_needs_content_and_style_folders(tmp_path):
