@@ -73,14 +73,38 @@ def test_stylize_help_says_what_the_default_is(capsys):
     assert "bundled default model" in text and "HED's VGG16" in text and "'untrained'" in text
 
 
-def _evaluation_script():
+def _script(name: str):
+    """One of scripts/*.py, imported as a module."""
     import importlib.util
     from pathlib import Path
-    path = Path(__file__).resolve().parent.parent / "scripts" / "evaluate-default-model.py"
-    spec = importlib.util.spec_from_file_location("evaluate_default_model", path)
-    evaluate = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(evaluate)
-    return evaluate
+    path = Path(__file__).resolve().parent.parent / "scripts" / name
+    spec = importlib.util.spec_from_file_location(path.stem.replace("-", "_"), path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _evaluation_script():
+    return _script("evaluate-default-model.py")
+
+
+def test_evaluation_joins_the_losses_of_runs_that_follow_one_another(tmp_path):
+    evaluate = _evaluation_script()
+    for run, steps in (("first", (25, 50)), ("fine-tune", (25, 50))):
+        (tmp_path / run).mkdir()
+        (tmp_path / run / "metrics.csv").write_text("step,loss\n" + "".join(f"{s},1.5\n" for s in steps))
+    rows = evaluate.joined_metrics([tmp_path / "first", tmp_path / "fine-tune"])
+    assert [row["step"] for row in rows] == ["25", "50", "75", "100"]
+    evaluate.write_metrics(rows, tmp_path / "joined.csv")
+    assert (tmp_path / "joined.csv").read_text() == "step,loss\n25,1.5\n50,1.5\n75,1.5\n100,1.5\n"
+
+
+def test_ship_script_counts_the_steps_of_the_weights_a_run_started_from():
+    ship = _script("ship-default-model.py")
+    shipped_steps = json.loads(DEFAULT_CHECKPOINT.with_suffix(".json").read_text())["trained_steps"]
+    assert ship.steps_before({"init": str(DEFAULT_CHECKPOINT)}) == shipped_steps
+    assert ship.steps_before({"init": None}) == 0
+    assert ship.steps_before({"init": "authors/main.pth"}) == 0  # no step count in that format
 
 
 def _square_samples(size: int, *names: str) -> list:
