@@ -4,7 +4,7 @@
 #
 #   scripts/remeasure-default-model.sh                    # every step, about an hour on 2 cores
 #   STEPS="sensitivity accuracy" scripts/remeasure-default-model.sh
-#   RUN=runs/default STYLE=../shared/data/train/style/picabia_udnie_1913.jpg scripts/remeasure-default-model.sh
+#   RUN="runs/default runs/default-texture" STYLE=../shared/data/train/style/picabia_udnie_1913.jpg scripts/remeasure-default-model.sh
 #
 # Steps, in order (STEPS picks some; each writes where README links to):
 #   evaluate     held-out grid and training losses -> docs/default-model/ (needs RUN for the losses,
@@ -47,7 +47,8 @@ keep_float() { grep -v '^#' "benchmarks/int8/default-model-$1-keep-float.txt" | 
 if wants evaluate; then
   step "evaluate: held-out grid"
   args=()
-  [ -n "${RUN:-}" ] && args+=(--run "$RUN")
+  # shellcheck disable=SC2206  # RUN names the recipe's runs in order, split on spaces
+  [ -n "${RUN:-}" ] && args+=(--run $RUN)
   [ -n "${STYLE:-}" ] && args+=(--style "$STYLE")
   "$PY" scripts/evaluate-default-model.py "${args[@]}"
 fi
