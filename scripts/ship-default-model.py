@@ -9,16 +9,14 @@ steps, recipe, loss network and data) and prints how far the float16 weights mov
 from the float32 ones on the built-in sample pairs (PSNR of uint8 images; must be >= 40 dB).
 """
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import safe_open
 
 from infusionnet.models import save_checkpoint
-from infusionnet.models.checkpoint import load_checkpoint
+from infusionnet.models.checkpoint import CheckpointError, load_checkpoint, read_project_config
 from infusionnet.models.default_model import DEFAULT_CHECKPOINT
 from infusionnet.models.train.state import find_resume_checkpoint, read_training_state
 from infusionnet.runtime import images, samples
@@ -43,10 +41,12 @@ def steps_before(config: dict) -> int:
     """Training steps of the weights the run started from (--init), so that a model fine-tuned in a
     second run records its whole training; 0 for a run from scratch."""
     init = config.get("init")
-    if not init or not str(init).endswith(".safetensors"):
+    if not init:
         return 0
-    with safe_open(init, "pt") as weights:
-        return int(json.loads(weights.metadata()["infusionnet_config"]).get("trained_steps", 0))
+    if not Path(init).is_file():
+        raise CheckpointError(f"{init}: the run's --init weights are gone, and with them the steps they "
+                              "were trained for (put them back to ship this run)")
+    return int(read_project_config(Path(init)).get("trained_steps", 0))
 
 
 def main() -> int:
@@ -64,7 +64,11 @@ def main() -> int:
         loss_network += f"; the images as one more style tap, weight {config['style_pixel_tap']:g}"
         if config.get("style_pixel_slices"):
             loss_network += f", along {config['style_pixel_slices']} random colour directions a step"
-    before = steps_before(config)
+    try:
+        before = steps_before(config)
+    except CheckpointError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     extra = {"trained_steps": before + int(state["step"]), "recipe": "scripts/train-default-model.sh",
              "loss_network": loss_network, "crop": config.get("crop"), "batch_size": config.get("batch_size"),
              "lr": config.get("lr"), "augment": config.get("augment"),

@@ -99,12 +99,16 @@ def test_evaluation_joins_the_losses_of_runs_that_follow_one_another(tmp_path):
     assert (tmp_path / "joined.csv").read_text() == "step,loss\n25,1.5\n50,1.5\n75,1.5\n100,1.5\n"
 
 
-def test_ship_script_counts_the_steps_of_the_weights_a_run_started_from():
+def test_ship_script_counts_the_steps_of_the_weights_a_run_started_from(tmp_path):
     ship = _script("ship-default-model.py")
     shipped_steps = json.loads(DEFAULT_CHECKPOINT.with_suffix(".json").read_text())["trained_steps"]
     assert ship.steps_before({"init": str(DEFAULT_CHECKPOINT)}) == shipped_steps
     assert ship.steps_before({"init": None}) == 0
-    assert ship.steps_before({"init": "authors/main.pth"}) == 0  # no step count in that format
+    authors = tmp_path / "main.pth"
+    torch.save({"netE": {}}, authors)
+    assert ship.steps_before({"init": str(authors)}) == 0  # no step count in that format
+    with pytest.raises(CheckpointError, match="--init weights are gone"):
+        ship.steps_before({"init": str(tmp_path / "moved.safetensors")})
 
 
 def _square_samples(size: int, *names: str) -> list:
