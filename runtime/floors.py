@@ -51,11 +51,11 @@ class Floors:
 # - INT8: the healthy INT8 form of the default model keeps its most sensitive layers in float
 #   (benchmarks/int8/default-model-*-keep-float.txt) and, like every INT8 export, its style graph
 #   in FP32; so kept, the 7,700-step model is worst at 42.1 dB (random images) and SSIM 0.985
-#   (photos), the 6,400-step model at 41.2 dB and 0.983, the 4,900-step model's lists (style graph in INT8) at 35.9 dB and 0.954, the
-#   3,600-step model's at 33.6 dB and 0.931 -> 28 dB, 0.90. Fully quantized, the TensorRT layout
-#   (29.7 dB, SSIM 0.864 on photos), the CPU layout (27.8 dB on random images, SSIM 0.817 on
-#   photos) and NNCF's INT8 (23.2 dB, 0.711) fall below (7,700-step model): their noise is visible, and `check`
-#   says so.
+#   (photos), the 6,400-step model at 41.2 dB and 0.983, the 4,900-step model's lists (style
+#   graph in INT8) at 35.9 dB and 0.954, the 3,600-step model's at 33.6 dB and 0.931 -> 28 dB,
+#   0.90. Fully quantized, on the 7,700-step model, the TensorRT layout (29.7 dB, SSIM 0.864 on
+#   photos), the CPU layout (27.8 dB on random images, SSIM 0.817 on photos) and NNCF's INT8
+#   (23.2 dB, 0.711) fall below: their noise is visible, and `check` says so.
 FLOORS = {
     "fp32": Floors(max_abs=1e-3, min_ssim=0.99),
     "fp16": Floors(min_psnr_db=45.0, min_ssim=0.99),
