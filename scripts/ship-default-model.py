@@ -43,6 +43,9 @@ def steps_before(config: dict) -> int:
     init = config.get("init")
     if not init:
         return 0
+    if "init_steps" in config:  # the trainer records them when the run starts
+        return int(config["init_steps"])
+    # A run started before the trainer recorded them: the --init weights' own count.
     if not Path(init).is_file():
         raise CheckpointError(f"{init}: the run's --init weights are gone, and with them the steps they "
                               "were trained for (put them back to ship this run)")

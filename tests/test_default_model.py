@@ -109,6 +109,7 @@ def test_ship_script_counts_the_steps_of_the_weights_a_run_started_from(tmp_path
     assert ship.steps_before({"init": str(authors)}) == 0  # no step count in that format
     with pytest.raises(CheckpointError, match="--init weights are gone"):
         ship.steps_before({"init": str(tmp_path / "moved.safetensors")})
+    assert ship.steps_before({"init": str(tmp_path / "moved.safetensors"), "init_steps": 7}) == 7  # as recorded
 
 
 def _square_samples(size: int, *names: str) -> list:

@@ -1,5 +1,6 @@
 """The trainer on a tiny synthetic dataset with a random VGG: steps, resume, DDP, checkpoints, CLI."""
 import csv
+import json
 import os
 import pickletools
 import socket
@@ -131,6 +132,14 @@ def test_resume_reproduces_the_next_steps_exactly(dataset, tmp_path):
 
     _, notes = resume_config(checkpoint, {"batch_size": 3})
     assert notes and "batch_size" in notes[0]
+
+
+def test_a_run_from_init_weights_counts_their_steps_too(dataset, tmp_path):
+    first = train(config_for(dataset, tmp_path / "first", iterations=2))
+    second = train(config_for(dataset, tmp_path / "second", iterations=1, init=first["model"]))
+    assert read_training_state(Path(second["checkpoint"]))["config"]["init_steps"] == 2
+    final = json.loads(Path(second["model"]).with_suffix(".json").read_text())
+    assert final["trained_steps"] == 3  # the first run's 2, then 1
 
 
 def pickled_modules(checkpoint: Path) -> set:

@@ -71,6 +71,7 @@ class TrainConfig:
     tensorboard: bool = False
     eval_size: int = 256               # final sample grid; 0 skips it
     init: Optional[str] = None         # start from these weights (authors' .pth or .safetensors)
+    init_steps: int = 0                # the --init weights' trained_steps, filled in by the trainer
     progress: bool = True
     world_size: int = 1                # filled in by the trainer
 

@@ -32,7 +32,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 from infusionnet.runtime.fileio import atomic_path
 
-from ..checkpoint import PARTS, detect_variant, load_checkpoint, save_checkpoint, save_official_checkpoint
+from ..checkpoint import (PARTS, detect_variant, load_checkpoint, read_project_config, save_checkpoint,
+                          save_official_checkpoint)
 from ..networks import StyleTransferNetwork, build_model
 from .config import TrainConfig, TrainingError, lr_factor
 from .data import DrawSampler, PairStream, make_loader
@@ -145,6 +146,9 @@ class Trainer:
         if model.variant != self.config.variant:
             raise TrainingError(f"{self.config.init}: holds {model.variant} weights, but --variant is "
                                 f"{self.config.variant}")
+        # Kept in the run's config, so the final weights count their whole training even when a
+        # resumed run no longer finds these (the authors' format records no steps: 0).
+        self.config.init_steps = int(read_project_config(Path(self.config.init)).get("trained_steps", 0))
         return model
 
     # ---------------------------------------------------------------------------- one step
@@ -253,7 +257,7 @@ class Trainer:
                    "skipped_files": self._skipped_count(), "checkpoint": str(self.checkpoint_path(self.step))}
         if main and not interrupted:
             final = save_checkpoint(self.model, self.output / "final" / "model.safetensors",
-                                    extra={"trained_steps": self.step})
+                                    extra={"trained_steps": config.init_steps + self.step})
             summary["model"] = str(final)
             if config.eval_size:
                 grid = self.output / "final" / "samples.png"
