@@ -143,6 +143,9 @@ def register(subparsers) -> None:
                        help="clip the global gradient norm (default: no clipping)")
     optim.add_argument("--amp", choices=("none", "bf16", "fp16"), default=S,
                        help="mixed precision autocast (fp16 uses a gradient scaler; GPU; default none)")
+    optim.add_argument("--channels-last", action="store_true", default=S,
+                       help="networks and images in channels-last (NHWC) memory: on a GPU with --amp, "
+                            "faster tensor-core convolutions; the same results to float rounding")
     optim.add_argument("--seed", type=int, default=S, help="seed of weights and data order (default 0)")
     optim.add_argument("--deterministic", action="store_true", default=S,
                        help="deterministic GPU kernels (slower)")
@@ -175,8 +178,8 @@ CONFIG_OPTIONS = ("content_dir", "style_dir", "augment", "augment_tone", "crop",
                   "variant", "vgg", "vgg_taps", "negatives", "lambda_perc_cont", "lambda_perc_style",
                   "lambda_const_style", "style_pixel_tap", "style_pixel_slices", "init",
                   "iterations", "batch_size", "accumulate", "lr", "beta1", "beta2", "lr_schedule", "lr_step",
-                  "lr_gamma", "lr_decay_start", "grad_clip", "amp", "seed", "deterministic", "device", "output",
-                  "save_every", "keep_checkpoints", "sample_every", "log_every", "tensorboard", "eval_size",
+                  "lr_gamma", "lr_decay_start", "grad_clip", "amp", "channels_last", "seed", "deterministic", "device",
+                  "output", "save_every", "keep_checkpoints", "sample_every", "log_every", "tensorboard", "eval_size",
                   "progress")
 
 

@@ -195,6 +195,27 @@ def test_bf16_autocast_step_runs_on_cpu(dataset, tmp_path):
     assert np.isfinite(losses["loss"].item())
 
 
+def test_channels_last_computes_the_same_step_and_saves_plain_weights(dataset, tmp_path):
+    """NHWC memory changes the convolutions' kernels, not the maths: the same batch gives the same
+    losses and gradients to float rounding (6e-6 apart here), and the final safetensors file loads
+    as any other. Weights after a step are no measure: Adam's first step, with beta1 0, moves
+    every weight by about +-lr whatever its gradient's size, rounding noise included."""
+    settings = dict(variant="infusionnet", crop=96, load_size=96)  # the smallest InfusionNet takes
+    plain = Trainer(config_for(dataset, tmp_path / "plain", **settings))
+    nhwc = Trainer(config_for(dataset, tmp_path / "nhwc", channels_last=True, **settings))
+    assert nhwc.model.netE.conv.weight.is_contiguous(memory_format=torch.channels_last)
+    batch = collate_pairs([plain.dataset[0], plain.dataset[1]])
+    losses_plain, losses_nhwc = plain.train_step([batch]), nhwc.train_step([batch])
+    for name, value in losses_plain.items():
+        torch.testing.assert_close(losses_nhwc[name], value, rtol=1e-4, atol=1e-6, msg=name)
+    # As one vector: single gradients of biases before a normalization are rounding noise (~1e-7).
+    gradients = [torch.cat([p.grad.flatten() for p in t.model.parameters() if p.grad is not None])
+                 for t in (plain, nhwc)]
+    assert float((gradients[1] - gradients[0]).norm() / gradients[0].norm()) < 1e-4
+    nhwc.config.iterations = 2
+    assert load_checkpoint(nhwc.train()["model"]).variant == "infusionnet"
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

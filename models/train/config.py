@@ -60,6 +60,7 @@ class TrainConfig:
     lr_decay_start: Optional[int] = None   # "linear": decay to 0 from here (default: half way)
     grad_clip: Optional[float] = None  # max global gradient norm
     amp: str = "none"
+    channels_last: bool = False        # NHWC tensors: faster convolutions under autocast on recent GPUs
     seed: int = 0
     deterministic: bool = False
     device: str = "auto"

@@ -105,9 +105,11 @@ class Trainer:
 
         # A resumed run takes its weights from the checkpoint: --init only seeds new runs.
         initial = build_model(config.variant, seed=config.seed) if resume is not None else self._initial_model()
-        self.model = initial.to(self.device).train()
+        self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+        self.model = initial.to(self.device, memory_format=self.memory_format).train()
         vgg = vgg if vgg is not None else loss_network(config)
-        self.loss = StyleTransferLoss(vgg.to(self.device), config.loss_weights(), config.negatives,
+        self.loss = StyleTransferLoss(vgg.to(self.device, memory_format=self.memory_format), config.loss_weights(),
+                                      config.negatives,
                                       pixel_tap=config.style_pixel_tap,
                                       pixel_slices=config.style_pixel_slices)
         if config.negatives > config.batch_size - 1 and self.ctx.is_main:
@@ -161,8 +163,8 @@ class Trainer:
         sums = {name: torch.zeros((), device=self.device) for name in METRICS}
         count = len(micro_batches)
         for index, batch in enumerate(micro_batches):
-            content = batch["content"].to(self.device, non_blocking=True)
-            style = batch["style"].to(self.device, non_blocking=True)
+            content = batch["content"].to(self.device, non_blocking=True, memory_format=self.memory_format)
+            style = batch["style"].to(self.device, non_blocking=True, memory_format=self.memory_format)
             # DDP: all-reduce the gradients once, after the last micro-batch.
             syncing = self.ctx.enabled and index < count - 1
             with (self.network.no_sync() if syncing else nullcontext()), self._autocast():
