@@ -26,55 +26,15 @@ WORK=$(mktemp -d)
 started=$(date +%s)
 step() { echo "== $1 ($(( $(date +%s) - started )) s)"; }
 
+# shellcheck source=scripts/device-env.sh
+source scripts/device-env.sh
+
 step "describe the machine"
-{
-  date -u +%Y-%m-%dT%H:%M:%SZ
-  nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv 2>&1
-  nvidia-smi 2>&1 | head -15
-  "$PYTHON" - <<'PY'
-import importlib.util, platform, sys
-print("python", sys.version.split()[0], platform.platform())
-try:
-    import torch
-    print("torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available(),
-          torch.cuda.get_device_name(0) if torch.cuda.is_available() else "")
-except Exception as error:
-    print("torch: not importable:", error)
-for name in ("tensorrt", "pycuda", "polygraphy", "onnx", "onnxruntime", "cv2", "skimage", "rich", "safetensors",
-             "onnxslim", "matplotlib", "pytest"):
-    spec = importlib.util.find_spec(name)
-    version = ""
-    if spec is not None:
-        try:
-            module = __import__(name)
-            version = getattr(module, "__version__", "") or "(no __version__)"
-            if name == "tensorrt" and not hasattr(module, "Runtime"):
-                version = "NOT the real TensorRT (stubs or placeholder)"
-        except Exception as error:
-            version = f"present but fails to import: {error}"
-    print(f"{name:12s} {version if spec is not None else 'missing'}")
-PY
-} > "$RESULTS/device.txt" 2>&1
+describe_device > "$RESULTS/device.txt" 2>&1
 cat "$RESULTS/device.txt"
 
 step "make the project importable (offline)"
-# pip --no-deps uses what the machine has; if that fails (no setuptools, externally managed
-# Python), a shim folder maps the infusionnet.* names onto the tree (what setup.cfg's package_dir
-# does). Either way nothing is downloaded.
-RUN="$PYTHON"
-if "$PYTHON" -m venv --system-site-packages "$WORK/venv" > "$RESULTS/install.log" 2>&1 \
-   && timeout 120 "$WORK/venv/bin/python" -m pip install --no-deps --no-build-isolation --no-index -e . \
-      >> "$RESULTS/install.log" 2>&1; then
-  RUN="$WORK/venv/bin/python"
-  echo "installed with pip --no-deps --no-build-isolation -e . into a venv over the system site-packages" >> "$RESULTS/install.log"
-else
-  mkdir -p "$WORK/shim/infusionnet"
-  for folder in models export runtime benchmarks cli; do ln -s "$PWD/$folder" "$WORK/shim/infusionnet/$folder"; done
-  export PYTHONPATH="$WORK/shim${PYTHONPATH:+:$PYTHONPATH}"
-  echo "pip install failed (above); using the path shim $WORK/shim" >> "$RESULTS/install.log"
-fi
-INFUSIONNET=("$RUN" -m infusionnet.cli.main)
-"$RUN" -c "import infusionnet.runtime, infusionnet.models; print('infusionnet importable')" >> "$RESULTS/install.log" 2>&1
+make_importable "$RESULTS/install.log"
 tail -2 "$RESULTS/install.log"
 
 step "GPU- and TensorRT-marked tests"

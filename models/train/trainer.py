@@ -21,6 +21,7 @@ import math
 import signal
 import sys
 import threading
+import time
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Dict, Optional, Sequence
@@ -211,6 +212,7 @@ class Trainer:
         batches = iter(loader)
         running = {name: torch.zeros((), device=self.device) for name in METRICS}
         since_log = 0
+        window_start = time.perf_counter()  # it_per_s: steps over wall time between logged steps
         last_saved = start if start else None
         restore_signals = self._catch_signals()
         progress = TrainingProgress(start, config.iterations, enabled=main and config.progress)
@@ -234,10 +236,13 @@ class Trainer:
                                                 "--lr, --grad-clip, or --amp none/bf16 (no checkpoint was written "
                                                 "for this step)")
                         if main:
-                            logger.write(self.step, means, lr, progress.speed(), skipped)
+                            # Logging reads the losses, so the device has finished the window's steps.
+                            speed = since_log / max(time.perf_counter() - window_start, 1e-9)
+                            logger.write(self.step, means, lr, speed, skipped)
                             progress.show(means, skipped)
                         running = {name: torch.zeros((), device=self.device) for name in METRICS}
                         since_log = 0
+                        window_start = time.perf_counter()
                     if main and config.sample_every and self.step % config.sample_every == 0:
                         self.write_sample_grid(self.output / "samples" / f"step_{self.step:08d}.png")
                     if config.save_every and self.step % config.save_every == 0:
