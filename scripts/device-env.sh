@@ -40,16 +40,19 @@ PY
 make_importable() {
   local log=$1
   RUN="$PYTHON"
+  # The import check matters: where PYTHON is itself a venv's (the H200 image's /opt/torch/.venv),
+  # --system-site-packages exposes the base interpreter's packages, not torch's venv.
   if "$PYTHON" -m venv --system-site-packages "$WORK/venv" > "$log" 2>&1 \
      && timeout 120 "$WORK/venv/bin/python" -m pip install --no-deps --no-build-isolation --no-index -e . \
-        >> "$log" 2>&1; then
+        >> "$log" 2>&1 \
+     && "$WORK/venv/bin/python" -c "import torch, infusionnet.models" >> "$log" 2>&1; then
     RUN="$WORK/venv/bin/python"
     echo "installed with pip --no-deps --no-build-isolation -e . into a venv over the system site-packages" >> "$log"
   else
     mkdir -p "$WORK/shim/infusionnet"
     for folder in models export runtime benchmarks cli; do ln -s "$PWD/$folder" "$WORK/shim/infusionnet/$folder"; done
     export PYTHONPATH="$WORK/shim${PYTHONPATH:+:$PYTHONPATH}"
-    echo "pip install failed (above); using the path shim $WORK/shim" >> "$log"
+    echo "no usable venv install (above); using the path shim $WORK/shim" >> "$log"
   fi
   INFUSIONNET=("$RUN" -m infusionnet.cli.main)
   "$RUN" -c "import infusionnet.runtime, infusionnet.models; print('infusionnet importable')" >> "$log" 2>&1
