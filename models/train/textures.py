@@ -22,6 +22,10 @@ from typing import Callable, Dict, List, Tuple
 import cv2
 import numpy as np
 
+from infusionnet.runtime.lazy import lazy_import
+
+spatial = lazy_import("scipy.spatial")  # scipy: from scikit-image (the samples extra), cells only
+
 TEXTURE_SIZE = 384  # the recipe's --load-size: crops then see the textures at their drawn scale
 
 
@@ -109,13 +113,11 @@ def strokes(rng: np.random.Generator, size: int) -> np.ndarray:
 
 
 def cells(rng: np.random.Generator, size: int) -> np.ndarray:
-    from scipy.spatial import cKDTree  # scipy: from scikit-image (the samples extra)
-
     colours = _palette(rng, 5)
     count = int(_log_uniform(rng, 12, 600))
     seeds = rng.uniform(0, size, size=(count, 2))
     ys, xs = np.mgrid[0:size, 0:size]
-    distances, owners = cKDTree(seeds).query(np.stack([xs.ravel(), ys.ravel()], axis=1), k=2)
+    distances, owners = spatial.cKDTree(seeds).query(np.stack([xs.ravel(), ys.ravel()], axis=1), k=2)
     cell_colour = colours[1 + rng.integers(4, size=count)] * rng.uniform(0.8, 1.2, size=(count, 1))
     image = cell_colour[owners[:, 0]].reshape(size, size, 3)
     mottle = _smooth_noise(rng, size, rng.uniform(4, 24), octaves=2)[..., None] - 0.5
