@@ -8,6 +8,7 @@ from rich.console import Console
 
 from infusionnet.export import pipeline
 from infusionnet.export.pipeline import ExportConfig, calibration_size, run_export
+from infusionnet.export.verify import Tolerances
 from runtime_exports import export
 
 
@@ -31,12 +32,21 @@ def _worst_psnr(directory) -> float:
     return min(worst["min_psnr_db"], worst["min_range_psnr_db"])
 
 
+# Both exports are compared on the same CPU, so the floor is set low: this test is about the
+# calibration size, not INT8's absolute accuracy, which depends on the CPU's kernels (on an
+# AVX2 AMD EPYC without VNNI, ONNX Runtime's fused INT8 convolutions gave 22 dB where Intel's
+# VNNI gave 33.6; the export's own floor is tested in test_export_precision).
+ANY_INT8_PSNR = 10.0
+
+
 def test_ranges_from_a_smaller_size_give_the_same_accuracy_at_full_size(tmp_path, monkeypatch):
-    full = export("split", dynamic=False, content=(64, 64), precision="int8")  # calibrated at 64x64
+    full = export("split", dynamic=False, content=(64, 64), precision="int8",  # calibrated at 64x64
+                  int8_min_psnr=ANY_INT8_PSNR)
     monkeypatch.setattr(pipeline, "CALIBRATION_MAX_PIXELS", 32 * 32)
     bounded = tmp_path / "bounded"
     run_export(ExportConfig(output=bounded, graph="split", content_size=(64, 64), style_size=96,
-                            precision="int8"), console=Console(file=io.StringIO()))
+                            precision="int8", tolerances=Tolerances(int8_min_psnr=ANY_INT8_PSNR)),
+               console=Console(file=io.StringIO()))
     manifest = json.loads((bounded / "manifest.json").read_text())
     assert manifest["calibration"]["content_size"] == [32, 32]
     assert manifest["content_size"] == [64, 64] and manifest["verification"]["passed"]
