@@ -28,7 +28,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUNDLE=${BUNDLE:-runs/device-bundle}
-HELD_OUT_STYLE=picabia_udnie
+# shellcheck source=scripts/default-model-data.sh
+source scripts/default-model-data.sh  # HELD_OUT_STYLE, CONTENT_SAMPLES, TEXTURE_SAMPLES, LAST_PHASE_LOSS
 TEXTURES=${TEXTURES:-0}
 
 prepare() {
@@ -40,17 +41,18 @@ prepare() {
   for f in "$data"/style/*; do
     case "$(basename "$f")" in "$HELD_OUT_STYLE"*) ;; *) cp "$f" "$BUNDLE.partial/style/" ;; esac
   done
-  "$py" - "$BUNDLE.partial" "${VGG:-hed}" <<'PY'
+  # The built-in samples the recipe uses, written out as files, and the converted VGG.
+  "$py" - "$BUNDLE.partial" "${VGG:-hed}" "${CONTENT_SAMPLES[*]}" "${TEXTURE_SAMPLES[*]}" <<'PY'
 import shutil, sys
 from pathlib import Path
 from infusionnet.models.train.hed_vgg import resolve_hed_weights
 from infusionnet.runtime.samples import sample_path
-bundle = Path(sys.argv[1])
-for name in ("rocket", "motorcycle_left"):   # the recipe's built-in content samples
+bundle, vgg, content_samples, texture_samples = Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+for name in content_samples.split():
     shutil.copy(sample_path(name), bundle / "content")
-for name in ("gravel", "brick", "grass"):    # its built-in texture styles
+for name in texture_samples.split():
     shutil.copy(sample_path(name), bundle / "style")
-shutil.copy(resolve_hed_weights(sys.argv[2]), bundle / "vgg.safetensors")
+shutil.copy(resolve_hed_weights(vgg), bundle / "vgg.safetensors")
 PY
   cp "$BUNDLE.partial"/content/* "$BUNDLE.partial/style/photos/"  # the photographs are styles too
   if [ "$TEXTURES" -gt 0 ]; then
@@ -76,8 +78,7 @@ run() {
     --content "$BUNDLE/content" --style "$BUNDLE/style" --crop "$crop" --load-size $((crop * 2))
     --batch-size "$batch" --amp "$amp" --channels-last --workers "$workers" --lr 2e-4 --lr-schedule linear
     --init models/weights/infusionnet-default.safetensors
-    --lambda-perc-cont 10 --lambda-perc-style 25 --style-pixel-tap 10 --style-pixel-slices 8
-    --log-every 20 --eval-size 0 --no-progress)
+    "${LAST_PHASE_LOSS[@]}" --log-every 20 --eval-size 0 --no-progress)
   # The probe's last logged window excludes start-up (loading, cuDNN's kernel search).
   "${INFUSIONNET[@]}" train "${settings[@]}" --iterations "$probe_steps" --save-every 0 --sample-every 0 \
     --output "$WORK/probe" > "$WORK/probe.log" 2>&1 || { cat "$WORK/probe.log" >&2; exit 1; }
@@ -95,8 +96,9 @@ run() {
     >> "$OUT/train.log" 2>&1 || echo "train exited with $? (a timeout stop still saved a checkpoint)" >> "$OUT/train.log"
   echo "trained for $((SECONDS - started)) s wall time" >> "$OUT/train.log"
   cp "$WORK/run/metrics.csv" "$OUT/"
-  last_grid=$(ls "$WORK/run/samples"/*.png 2>/dev/null | tail -n 1)
-  [ -n "$last_grid" ] && cp "$last_grid" "$OUT/samples.png"
+  # No grid when a stop came before the run's half way: go on to the weights.
+  last_grid=$(ls "$WORK/run/samples"/*.png 2>/dev/null | tail -n 1 || true)
+  if [ -n "$last_grid" ]; then cp "$last_grid" "$OUT/samples.png"; fi
   "$RUN" scripts/ship-default-model.py "$WORK/run" -o "$OUT/model.safetensors" >> "$OUT/train.log" 2>&1
   tail -n 3 "$OUT/train.log"
 }

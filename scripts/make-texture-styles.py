@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Write the procedural texture images that the default model's recipe adds to its styles.
+"""Write procedural texture images, to add to a training run's styles (--style FOLDER).
 
     .venv/bin/python scripts/make-texture-styles.py runs/texture-styles            # 30 textures
     .venv/bin/python scripts/make-texture-styles.py /tmp/textures --count 10 --seed 1

@@ -67,7 +67,8 @@ cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data/train}
 OUT=${OUT:-runs/default}
 INFUSIONNET=${INFUSIONNET:-.venv/bin/infusionnet}
-HELD_OUT_STYLE=picabia_udnie
+# shellcheck source=scripts/default-model-data.sh
+source scripts/default-model-data.sh  # HELD_OUT_STYLE, CONTENT_SAMPLES, TEXTURE_SAMPLES, LAST_PHASE_LOSS
 
 # end step | options of the phase (the first phase also creates the run, below)
 PHASES=(
@@ -100,7 +101,7 @@ styles=()
 for f in "$DATA"/style/*; do
   case "$(basename "$f")" in "$HELD_OUT_STYLE"*) ;; *) styles+=("$f") ;; esac
 done
-photos=("$DATA/content" sample:rocket sample:motorcycle_left)
+photos=("$DATA/content" "${CONTENT_SAMPLES[@]/#/sample:}")
 common=(--variant infusionnet --vgg hed --augment --content "${photos[@]}"
         --crop 128 --load-size 384 --batch-size 4 --workers 0 --lr 2e-4 --lr-schedule linear
         --save-every 250 --keep-checkpoints 3 --sample-every 125 --log-every 25)
@@ -124,8 +125,7 @@ done
 #    scikit-image's textures among the styles; lr decaying to 0 from step 1,000 of this run.
 if [ "$(latest_step "$TEXTURE_OUT")" -eq 0 ]; then
   "$INFUSIONNET" train "${common[@]}" --init "$OUT/final/model.safetensors" --augment-tone \
-    --style "${styles[@]}" sample:gravel sample:brick sample:grass "${photos[@]}" \
-    --lambda-perc-cont 10 --lambda-perc-style 25 --style-pixel-tap 10 --style-pixel-slices 8 \
+    --style "${styles[@]}" "${TEXTURE_SAMPLES[@]/#/sample:}" "${photos[@]}" "${LAST_PHASE_LOSS[@]}" \
     --iterations "$TEXTURE_STEPS" --lr-decay-start 1000 --output "$TEXTURE_OUT" "$@"
 else
   "$INFUSIONNET" train --resume "$TEXTURE_OUT" --iterations "$TEXTURE_STEPS" "$@"

@@ -99,11 +99,6 @@ class TrainingProgress:
         if self.progress is not None:
             self.progress.advance(self.task)
 
-    def speed(self) -> Optional[float]:
-        if self.progress is None:
-            return None
-        return self.progress.tasks[self.task].speed
-
     def show(self, means: Dict[str, float], skipped: int) -> None:
         if self.progress is None:
             return

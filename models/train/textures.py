@@ -14,8 +14,9 @@ with its scale, density and palette drawn at random:
     waves     bands of a warped sine wave through a colour ramp (wood grain, ripples, stripes)
     blotches  smooth multi-scale noise cut into a few flat colour regions (watercolour, camouflage)
 
-Every image is a pure function of (family, seed, size): the recipe's texture folder is rebuilt
-bit for bit (``scripts/make-texture-styles.py``).
+Every image is a pure function of (family, seed, size), so a texture folder is rebuilt bit for
+bit (``scripts/make-texture-styles.py``). Tried and not shipped: 30 of them among the default
+model's styles cost retina its colours (scripts/train-default-model.sh's comment).
 """
 from typing import Callable, Dict, List, Tuple
 
@@ -26,7 +27,7 @@ from infusionnet.runtime.lazy import lazy_import
 
 spatial = lazy_import("scipy.spatial")  # scipy: from scikit-image (the samples extra), cells only
 
-TEXTURE_SIZE = 384  # the recipe's --load-size: crops then see the textures at their drawn scale
+TEXTURE_SIZE = 384  # the CPU recipe's --load-size: its crops see the textures at their drawn scale
 
 
 def _palette(rng: np.random.Generator, count: int) -> np.ndarray:

@@ -109,8 +109,8 @@ class Trainer:
         self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         self.model = initial.to(self.device, memory_format=self.memory_format).train()
         vgg = vgg if vgg is not None else loss_network(config)
-        self.loss = StyleTransferLoss(vgg.to(self.device, memory_format=self.memory_format), config.loss_weights(),
-                                      config.negatives,
+        vgg = vgg.to(self.device, memory_format=self.memory_format)
+        self.loss = StyleTransferLoss(vgg, config.loss_weights(), config.negatives,
                                       pixel_tap=config.style_pixel_tap,
                                       pixel_slices=config.style_pixel_slices)
         if config.negatives > config.batch_size - 1 and self.ctx.is_main:
