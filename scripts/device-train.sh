@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The default model's GPU run (issue 11): 256 px crops, a batch of 16, bf16 autocast,
-# channels-last, from the shipped weights, in one device call of about 8 minutes (5.5 of training,
-# the rest start-up, the speed probe and the float16 conversion; give the call timeout_s 600).
+# channels-last, from the shipped weights, in one device call: 5.5 minutes of training plus
+# start-up, the speed probe and the float16 conversion (not yet run on a GPU; give the call
+# timeout_s 600).
 #
 #   scripts/device-train.sh prepare     # here, with the training images (DATA, as the recipe)
 #   scripts/device-train.sh run         # on the lent GPU machine: device tool, carry runs/device-bundle
 #
-# prepare stages runs/device-bundle/ (git-ignored, about 38 MB, under the device tool's 64 MiB):
+# prepare stages runs/device-bundle/ (git-ignored, about 37 MB, under the device tool's 64 MiB):
 #   content/ style/    the recipe's images (scripts/train-default-model.sh: the held-out painting
 #                      left out, the built-in samples it uses written out as files, the photographs
 #                      among the styles too); TEXTURES=N adds N procedural textures
