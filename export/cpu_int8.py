@@ -13,6 +13,8 @@ and a QuantizeLinear after it. The CPU form fixes that in three steps, each meas
    QLinearAveragePool took 10.7 ms for the stem output alone; the conv form ~2 ms.
 2. Quantize with uint8 asymmetric activations (MLAS's u8 x s8 VNNI path; the symmetric INT8 graph
    leaves the 7x7 stem conv in float) and Q/DQ around Pad, Add and LeakyReLU as well as Conv.
+   Weights get 7 bits (``precision.to_int8``): CPUs without VNNI add u8 x s8 products in int16
+   pairs, which 8-bit weights saturate.
 3. ``pads_on_quantized_tensors`` (after quantizing): DQ -> Pad(reflect) -> Q with the same scale
    and zero point is the identity on the quantized values, so the Pad reads the uint8 tensor
    directly and both Q/DQ nodes go. Pads went from 45 to 10 ms, Q/DQ from 37 to 25 ms.
