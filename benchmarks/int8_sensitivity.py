@@ -40,6 +40,7 @@ from infusionnet.runtime.fileio import atomic_path, check_output_location
 from infusionnet.runtime.images import denormalize
 from infusionnet.runtime.manifest import Manifest
 from infusionnet.runtime.metrics import psnr, ssim
+from infusionnet.runtime.ort_backend import UNFUSED_QDQ, fuses_qdq
 
 DEFAULT_GOAL_DB = 35.0
 
@@ -114,6 +115,8 @@ class ContentGraphProbe:
     def _session(self, path):
         options = self.ort.SessionOptions()
         options.log_severity_level = 3
+        if not fuses_qdq(self.target):  # as the runtime runs this layout
+            options.add_session_config_entry(*UNFUSED_QDQ)
         return self.ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     @staticmethod

@@ -435,7 +435,8 @@ def run_export(config: ExportConfig, console=None) -> Manifest:
             runner = "OpenVINO" if any(is_openvino_ir(p) for p in paths.values()) else "ONNX Runtime"
             with progress(f"verify {', '.join(paths)} in {runner} against PyTorch"):
                 verification = verify({role: str(p) for role, p in paths.items()}, reference,
-                                      verification_feeds(config), config.precision, config.tolerances, io_sources=fp32)
+                                      verification_feeds(config), config.precision, config.tolerances, io_sources=fp32,
+                                      int8_target=int8_target(config))
             print_report(verification, console)
             if not verification.passed:
                 failed = verification.failures()[0]

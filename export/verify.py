@@ -25,7 +25,7 @@ from infusionnet.runtime.backend import Backend
 from infusionnet.runtime.compare import Case, Comparator, Report, Row
 from infusionnet.runtime.floors import FLOORS, Floors, floors_for
 from infusionnet.runtime.openvino_backend import OpenVinoBackend
-from infusionnet.runtime.ort_backend import OnnxRuntimeBackend
+from infusionnet.runtime.ort_backend import OnnxRuntimeBackend, fuses_qdq
 from infusionnet.models.torch_backend import TorchBackend
 
 from .onnx_nodes import graph_io
@@ -87,14 +87,17 @@ class TorchReference:
                       for name, tensor in self.baked_kernels.items()})
 
 
-def graph_backends(paths: Mapping[str, str], io_sources: Optional[Mapping[str, Path]] = None) -> Dict[str, Backend]:
-    """role -> an unopened CPU backend for each graph file: ONNX Runtime, or OpenVINO (FP32
-    compute) for OpenVINO IR, whose inputs and outputs are read from ``io_sources[role]`` (the
-    ONNX graph it was made from)."""
+def graph_backends(paths: Mapping[str, str], io_sources: Optional[Mapping[str, Path]] = None,
+                   int8_target: Optional[str] = None) -> Dict[str, Backend]:
+    """role -> an unopened CPU backend for each graph file: ONNX Runtime (Q/DQ fused as
+    ``fuses_qdq(int8_target)`` says, as the runtime will run them), or OpenVINO (FP32 compute) for
+    OpenVINO IR, whose inputs and outputs are read from ``io_sources[role]`` (the ONNX graph it
+    was made from)."""
     backends = {}  # type: Dict[str, Backend]
     for role, path in paths.items():
         if not str(path).endswith(".xml"):
-            backends[role] = OnnxRuntimeBackend(path, *graph_io(path), role=role, provider="cpu")
+            backends[role] = OnnxRuntimeBackend(path, *graph_io(path), role=role, provider="cpu",
+                                                fuse_qdq=fuses_qdq(int8_target))
         elif io_sources and role in io_sources:
             backends[role] = OpenVinoBackend(path, *graph_io(io_sources[role]), role=role, precision="fp32")
         else:
@@ -109,9 +112,11 @@ def verification_comparator(precision: str, tolerances: Optional[Tolerances] = N
 
 
 def verify(paths: Mapping[str, str], reference: TorchReference, cases: Iterable[Case], precision: str,
-           tolerances: Optional[Tolerances] = None, io_sources: Optional[Mapping[str, Path]] = None) -> Report:
-    """Run the graphs in ``paths`` (role -> file) on each case and compare them with PyTorch."""
-    candidates = graph_backends(paths, io_sources)
+           tolerances: Optional[Tolerances] = None, io_sources: Optional[Mapping[str, Path]] = None,
+           int8_target: Optional[str] = None) -> Report:
+    """Run the graphs in ``paths`` (role -> file) on each case and compare them with PyTorch
+    (``int8_target``: the INT8 graphs' layout, None for float graphs)."""
+    candidates = graph_backends(paths, io_sources, int8_target)
     references = reference.backends(candidates)
     with ExitStack() as stack:
         for backend in list(candidates.values()) + list(references.values()):

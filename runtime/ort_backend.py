@@ -23,6 +23,25 @@ PROVIDER_NAMES = {"tensorrt": "TensorrtExecutionProvider", "cuda": "CUDAExecutio
                   "cpu": "CPUExecutionProvider"}
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 
+# The session config entry that runs Q/DQ nodes as written (see fuses_qdq).
+UNFUSED_QDQ = ("session.disable_quant_qdq", "1")
+
+
+def fuses_qdq(int8_target: Optional[str]) -> bool:
+    """Should ONNX Runtime fuse the Q/DQ nodes of a graph of this INT8 layout (manifest
+    ``int8_target``; None for float graphs) into its integer kernels?
+
+    Not the TensorRT layout's. Its weights use all 8 bits, and without VNNI (AVX2, AVX-512F)
+    ONNX Runtime's u8 x s8 kernels add product pairs in int16, which such weights saturate, so
+    its fused convolutions come out wrong there; run as written, the Q/DQ nodes give the values
+    TensorRT computes. With Q/DQ on convolution inputs only, ONNX Runtime fuses few of its
+    convolutions anyway. On a 2-core AVX2 AMD EPYC at 512x512, unfused: the keep-float export
+    27.0 -> 43.9 dB against PyTorch, 489 -> 513 ms; fully quantized 641 -> 588 ms. The CPU
+    layout is built for the fusion, and its 7-bit weights cannot saturate (export/precision.py).
+    (ONNX Runtime's own remedy, session.x64quantprecision, failed to load these graphs in 1.32.)
+    """
+    return int8_target != "tensorrt"
+
 
 def choose_providers(available: Sequence[str], requested: str = "auto") -> List[str]:
     """Providers to ask for, best first: "auto" (best available), or "tensorrt", "cuda", "cpu"
@@ -45,17 +64,19 @@ def choose_providers(available: Sequence[str], requested: str = "auto") -> List[
 
 class OnnxRuntimeBackend(Backend):
     """``OnnxRuntimeBackend(path, inputs, outputs, role)``; inputs/outputs are the manifest's
-    tensor specs (see ``from_graph``). ``provider``: auto | tensorrt | cuda | cpu."""
+    tensor specs (see ``from_graph``). ``provider``: auto | tensorrt | cuda | cpu. ``fuse_qdq``: see
+    ``fuses_qdq``."""
 
     kind = "onnxruntime"
 
     def __init__(self, path, inputs: Sequence[Any], outputs: Sequence[Any], role: str = "graph",
                  provider: str = "auto", intra_op_threads: Optional[int] = None,
                  inter_op_threads: Optional[int] = None, device_id: int = 0,
-                 provider_options: Optional[Mapping[str, Mapping[str, Any]]] = None):
+                 provider_options: Optional[Mapping[str, Mapping[str, Any]]] = None, fuse_qdq: bool = True):
         super().__init__(role, inputs, outputs)
         self.path = str(path)
         self.requested = provider
+        self.fuse_qdq = fuse_qdq  # see fuses_qdq
         self.intra_op_threads = intra_op_threads
         self.inter_op_threads = inter_op_threads
         self.device_id = device_id
@@ -79,6 +100,8 @@ class OnnxRuntimeBackend(Backend):
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3  # errors only: provider fallbacks are reported by us
+        if not self.fuse_qdq:
+            options.add_session_config_entry(*UNFUSED_QDQ)
         if self.intra_op_threads:
             options.intra_op_num_threads = int(self.intra_op_threads)
         if self.inter_op_threads:
@@ -111,7 +134,8 @@ class OnnxRuntimeBackend(Backend):
     @property
     def description(self) -> str:
         threads = f", {self.intra_op_threads} threads" if self.intra_op_threads else ""
-        return f"onnxruntime {self.provider or '(not open)'}{threads}"
+        unfused = "" if self.fuse_qdq else ", Q/DQ unfused"
+        return f"onnxruntime {self.provider or '(not open)'}{threads}{unfused}"
 
     def _hold(self, values: Dict[str, Any]) -> Dict[str, Any]:
         held = {}

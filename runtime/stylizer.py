@@ -32,7 +32,7 @@ from .engine_sidecar import ENGINE_INDEX, read_engine_index
 from .limits import MAX_WORK_PIXELS
 from .manifest import CONTENT, FRAME_ROLES, MANIFEST_NAME, STYLE, STYLIZED, Manifest
 from .openvino_backend import OpenVinoBackend
-from .ort_backend import OnnxRuntimeBackend
+from .ort_backend import OnnxRuntimeBackend, fuses_qdq
 from .trt_backend import TensorRTBackend
 
 SIZE_MISMATCH = ("letterbox", "error")
@@ -92,6 +92,7 @@ def make_backends(model_dir, backend: str = "onnxruntime", checkpoint=None, **op
         raise BackendError(f"{model_dir} holds NNCF INT8 graphs in OpenVINO's format (--int8-target openvino): "
                            "use --backend openvino, or export --int8-target cpu for ONNX Runtime")
     if backend == "onnxruntime":
+        options.setdefault("fuse_qdq", fuses_qdq(manifest.int8_target))
         return {role: OnnxRuntimeBackend.from_graph(graph, **options) for role, graph in manifest.graphs.items()}
     if backend == "openvino":
         return {role: OpenVinoBackend.from_graph(graph, **options) for role, graph in manifest.graphs.items()}

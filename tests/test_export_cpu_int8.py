@@ -9,7 +9,6 @@ import export_cases
 from infusionnet.benchmarks import runner
 from infusionnet.cli.main import main
 from infusionnet.export.cpu_int8 import average_pools_as_convs, pads_on_quantized_tensors
-from infusionnet.export.precision import to_int8
 from infusionnet.export.trt_build import BuildOptions, TrtBuildError, plan_builds
 from infusionnet.runtime.manifest import Manifest
 
@@ -135,48 +134,3 @@ def test_bench_runs_onnxruntime_int8_in_both_layouts_on_the_cpu():
     assert [row[:3] for row in runner.plan_rows(cuda)] == [("onnxruntime", "int8", "tensorrt")]
     assert runner.graph_label("cached-style", "cpu") == "content/cpu-int8"
 
-
-def _saturating_conv_model():
-    """One 3x3 conv whose quantized products are all at the top of both ranges: activations near
-    255 (uint8) and equal positive weights (127 in 8 bits), the worst case for int16 pair sums."""
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16, 8, 8])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 6, 6])
-    weight = numpy_helper.from_array(np.full((4, 16, 3, 3), 0.05, np.float32), "w")
-    return _model([helper.make_node("Conv", ["x", "w"], ["y"], name="conv")], [x], [y], [weight])
-
-
-def _int8_weights(model) -> list:
-    constants = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
-    return [constants[node.input[0]] for node in model.graph.node
-            if node.op_type == "DequantizeLinear" and node.input[0] in constants
-            and constants[node.input[0]].dtype == np.int8]
-
-
-@pytest.mark.parametrize("target, largest", [("cpu", 64), ("tensorrt", 127)])
-def test_cpu_layout_weights_are_7_bit_so_int16_pair_sums_cannot_saturate(tmp_path, target, largest):
-    # Without VNNI, ONNX Runtime's u8 x s8 kernels add pairs of products in int16: 2 x 255 x 64 fits
-    # under 32767, 2 x 255 x 127 does not. TensorRT has no such limit and keeps all 8 bits.
-    source = tmp_path / "conv.onnx"
-    onnx.save(_saturating_conv_model(), str(source))
-    feeds = [{"x": np.random.default_rng(seed).uniform(0.9, 1.0, (1, 16, 8, 8)).astype(np.float32)} for seed in range(2)]
-    quantized = to_int8(source, tmp_path / "int8.onnx", feeds, "minmax", int8_target=target)
-    weights = _int8_weights(onnx.load(str(quantized)))
-    assert weights and max(int(np.abs(w).max()) for w in weights) == largest
-
-
-def test_cpu_layout_runs_its_fused_int8_kernels_as_accurately_as_the_unfused_graph(tmp_path):
-    # The symptom the 7-bit weights prevent, on CPUs without VNNI (AVX2, AVX-512F): there the fused
-    # QLinearConv of 8-bit weights came out at about half the value of the unfused Q/DQ graph.
-    source = tmp_path / "conv.onnx"
-    onnx.save(_saturating_conv_model(), str(source))
-    feeds = [{"x": np.random.default_rng(seed).uniform(0.9, 1.0, (1, 16, 8, 8)).astype(np.float32)} for seed in range(2)]
-    quantized = onnx.load(str(to_int8(source, tmp_path / "int8.onnx", feeds, "minmax", int8_target="cpu")))
-    expected = _run(onnx.load(str(source)), feeds[0])
-    outputs = {}
-    for level in ("ORT_DISABLE_ALL", "ORT_ENABLE_ALL"):
-        options = ort.SessionOptions()
-        options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
-        session = ort.InferenceSession(quantized.SerializeToString(), options, providers=["CPUExecutionProvider"])
-        outputs[level] = session.run(None, feeds[0])[0]
-    np.testing.assert_allclose(outputs["ORT_DISABLE_ALL"], expected, rtol=0.02)
-    np.testing.assert_allclose(outputs["ORT_ENABLE_ALL"], outputs["ORT_DISABLE_ALL"], rtol=0.01)
