@@ -134,6 +134,22 @@ def test_nncf_int8_export_runs_in_int8_on_openvino():
 @pytest.mark.openvino
 @pytest.mark.skipif(not (HAVE_OPENVINO and HAVE_NNCF), reason="OpenVINO and NNCF are not installed "
                                                               "(pip install .[openvino])")
+def test_nncf_int8_weights_of_full_convolutions_are_7_bit():
+    # CPUs without VNNI add u8 x s8 product pairs in int16, which 8-bit weights saturate (NNCF's
+    # overflow fix, export/openvino_int8.py). Grouped convolutions (5-D weights) are not affected.
+    import openvino
+
+    model_dir = runtime_exports.export("split", dynamic=False, precision="int8", int8_target="openvino",
+                                      int8_min_psnr=10)
+    weights = [op.get_data() for op in openvino.Core().read_model(str(model_dir / "content.xml")).get_ordered_ops()
+               if op.get_type_name() == "Constant" and op.get_element_type() == openvino.Type.i8]
+    full = [w for w in weights if w.ndim == 4]
+    assert full and max(int(np.abs(w.astype(np.int32)).max()) for w in full) <= 64
+
+
+@pytest.mark.openvino
+@pytest.mark.skipif(not (HAVE_OPENVINO and HAVE_NNCF), reason="OpenVINO and NNCF are not installed "
+                                                              "(pip install .[openvino])")
 def test_nncf_int8_calibrates_a_large_static_export_at_the_smaller_calibration_size(tmp_path, monkeypatch):
     # Exports above the calibration budget calibrate at a scaled-down size; a static 1280x720
     # NNCF export once failed there, feeding the smaller calibration images to the full-size model.
