@@ -46,10 +46,12 @@ uint8 images often match exactly and only the range PSNR measures anything. Grap
 checked against the TensorRT 8.2/8.5/8.6/10 parser rules (see check-trt).
 
 INT8 targets (--int8-target): "tensorrt" writes TensorRT's explicit quantization (symmetric INT8,
-Q/DQ around convolutions), which ONNX Runtime also runs; "cpu" lays the graph out for ONNX
-Runtime's CPU kernels (uint8 activations, reflect pads on quantized data), about 1.5x faster there
-at the same accuracy, but TensorRT cannot build it; "openvino" quantizes with NNCF for OpenVINO's
-CPU plugin (run it with --backend openvino; the style graph and the encoder's stem stay FP32).
+Q/DQ around convolutions), which ONNX Runtime also runs (with its Q/DQ unfused); "cpu" lays the
+graph out for ONNX Runtime's CPU kernels (uint8 activations, 7-bit weights, reflect pads on
+quantized data), about 1.5x faster there at the same accuracy, but TensorRT cannot build it;
+"openvino" quantizes with NNCF for OpenVINO's CPU plugin (run it with --backend openvino; the
+style graph and the encoder's stem stay FP32). 7-bit weights keep CPUs without VNNI exact (README:
+INT8 on CPUs without VNNI).
 """
 
 ONNX_EPILOG = """\
