@@ -119,3 +119,21 @@ def test_signal_leaves_complete_output_or_nothing(command, signum, seed, tmp_pat
     assert leftovers == [], leftovers
     # ONNX Runtime 1.32 itself keeps a small session-id file, .ses, in TMPDIR: not ours to remove.
     assert [p for p in scratch.iterdir() if p.name != ".ses"] == []
+
+
+LATE_SIGNALS = """
+import os, signal, sys, time
+sys.argv = ["infusionnet", "export", "onnx", "--int8-target", "cpu", "-o", sys.argv[1]]
+from infusionnet.cli.main import main
+code = main()
+os.kill(os.getpid(), signal.SIGINT)
+os.kill(os.getpid(), signal.SIGTERM)
+time.sleep(0.5)  # the interpreter's shutdown, where a late signal used to land
+sys.exit(code)
+"""
+
+
+def test_a_signal_after_the_command_finished_keeps_its_exit_status(tmp_path):
+    result = subprocess.run([sys.executable, "-c", LATE_SIGNALS, str(tmp_path / "out")], capture_output=True, text=True)
+    assert result.returncode == 2, result.stderr  # the command's own error, not a kill (-2) or a traceback
+    assert "--int8-target only applies to --precision int8" in result.stderr and "Traceback" not in result.stderr
