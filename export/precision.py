@@ -16,8 +16,8 @@ INT8 weights, for one of two targets:
   reformats; ``QDQ_PLACEMENTS`` keeps it selectable so the two can be measured
   (``python -m infusionnet.benchmarks.qdq_placement``). The graph runs on ONNX Runtime too.
 - ``cpu``: laid out for ONNX Runtime's CPU kernels (``cpu_int8``): uint8 asymmetric
-  activations, 7-bit weights, average pools as convolutions, reflect pads on the quantized tensors. About 1.5x
-  faster there; TensorRT cannot build it.
+  activations, 7-bit weights, average pools as convolutions, reflect pads on the quantized
+  tensors. About 1.5x faster there; TensorRT cannot build it.
 Convolutions whose weights are computed in the graph (AdaConv with predicted kernels) cannot be
 quantized offline and stay in float. Calibration reads feed dicts (``calibration.RoleFeed``).
 """
@@ -199,7 +199,8 @@ def to_int8(source: Path, target: Path, reader, method: str = DEFAULT_CALIBRATIO
         # model's keep-float CPU graph gave 32.2 dB fused vs 43.0 dB unfused; 7-bit weights gave
         # 42.8 dB both ways, at the same speed. The export cannot know which CPU will run it, and
         # VNNI CPUs lose only the 0.2 dB. Activations keep 8 bits (ORT's reduce_range is weights
-        # only). TensorRT does not saturate, so its layout keeps 8-bit weights.
+        # only). TensorRT does not saturate, so its layout keeps 8-bit weights (ONNX Runtime runs
+        # that layout unfused: runtime.ort_backend.fuses_qdq).
         reduce_range = cpu
         try:
             if "calibration_cache_path" in inspect.signature(quantization.quantize_static).parameters:

@@ -36,8 +36,9 @@ def fuses_qdq(int8_target: Optional[str]) -> bool:
     its fused convolutions come out wrong there; run as written, the Q/DQ nodes give the values
     TensorRT computes. With Q/DQ on convolution inputs only, ONNX Runtime fuses few of its
     convolutions anyway. On a 2-core AVX2 AMD EPYC at 512x512, unfused: the keep-float export
-    27.0 -> 43.9 dB against PyTorch, 489 -> 513 ms; fully quantized 641 -> 588 ms. The CPU
-    layout is built for the fusion, and its 7-bit weights cannot saturate (export/precision.py).
+    27.0 -> 44.2 dB worst pair in `check`, its content graph 489 -> 513 ms; fully quantized
+    641 -> 588 ms. The CPU layout is built for the fusion, and its 7-bit weights cannot saturate
+    (export/precision.py).
     (ONNX Runtime's own remedy, session.x64quantprecision, failed to load these graphs in 1.32.)
     """
     return int8_target != "tensorrt"
