@@ -11,7 +11,18 @@ from infusionnet.runtime.openvino_backend import OpenVinoBackend, compile_config
 
 HAVE_OPENVINO = importlib.util.find_spec("openvino") is not None
 HAVE_NNCF = importlib.util.find_spec("nncf") is not None
+needs_nncf = pytest.mark.skipif(not (HAVE_OPENVINO and HAVE_NNCF),
+                                reason="OpenVINO and NNCF are not installed (pip install .[openvino])")
 needs_openvino = pytest.mark.skipif(not HAVE_OPENVINO, reason="OpenVINO is not installed (pip install .[openvino])")
+
+
+def nncf_int8_export():
+    """The small NNCF INT8 export the tests share. NNCF's INT8 is far below the INT8 floor on the
+    default model (24 dB at 512x512, 14.7 dB on the 6,400-step model at this size): these tests are
+    about running and laying it out, so the export's limit is lowered to what still tells a
+    stylized image from noise."""
+    return runtime_exports.export("split", dynamic=False, precision="int8", int8_target="openvino",
+                                  int8_min_psnr=10)
 
 
 # --------------------------------------------------------------------------- without OpenVINO
@@ -106,17 +117,12 @@ def test_openvino_refuses_a_file_that_does_not_match_its_manifest(tmp_path):
 
 
 @pytest.mark.openvino
-@pytest.mark.skipif(not (HAVE_OPENVINO and HAVE_NNCF), reason="OpenVINO and NNCF are not installed "
-                                                              "(pip install .[openvino])")
+@needs_nncf
 def test_nncf_int8_export_runs_in_int8_on_openvino():
     from infusionnet.runtime.manifest import Manifest
     from infusionnet.runtime.stylizer import make_backends
 
-    # NNCF's INT8 is far below the INT8 floor on the default model (24 dB at 512x512, 14.7 dB on the
-    # 6,400-step model at this test's 32x32): this test is about running it in INT8 on OpenVINO, so
-    # the export's limit is lowered to what still tells a stylized image from noise.
-    model_dir = runtime_exports.export("split", dynamic=False, precision="int8", int8_target="openvino",
-                                      int8_min_psnr=10)
+    model_dir = nncf_int8_export()
     manifest = Manifest.load(model_dir)
     assert manifest.int8_target == "openvino" and manifest.data["verification"]["passed"]
     # The per-frame graph is OpenVINO IR with INT8 FakeQuantize; the style graph stays FP32 ONNX.
@@ -132,15 +138,13 @@ def test_nncf_int8_export_runs_in_int8_on_openvino():
 
 
 @pytest.mark.openvino
-@pytest.mark.skipif(not (HAVE_OPENVINO and HAVE_NNCF), reason="OpenVINO and NNCF are not installed "
-                                                              "(pip install .[openvino])")
+@needs_nncf
 def test_nncf_int8_weights_of_full_convolutions_are_7_bit():
     # CPUs without VNNI add u8 x s8 product pairs in int16, which 8-bit weights saturate (NNCF's
     # overflow fix, export/openvino_int8.py). Grouped convolutions (5-D weights) are not affected.
     import openvino
 
-    model_dir = runtime_exports.export("split", dynamic=False, precision="int8", int8_target="openvino",
-                                      int8_min_psnr=10)
+    model_dir = nncf_int8_export()
     weights = [op.get_data() for op in openvino.Core().read_model(str(model_dir / "content.xml")).get_ordered_ops()
                if op.get_type_name() == "Constant" and op.get_element_type() == openvino.Type.i8]
     full = [w for w in weights if w.ndim == 4]
@@ -148,8 +152,7 @@ def test_nncf_int8_weights_of_full_convolutions_are_7_bit():
 
 
 @pytest.mark.openvino
-@pytest.mark.skipif(not (HAVE_OPENVINO and HAVE_NNCF), reason="OpenVINO and NNCF are not installed "
-                                                              "(pip install .[openvino])")
+@needs_nncf
 def test_nncf_int8_calibrates_a_large_static_export_at_the_smaller_calibration_size(tmp_path, monkeypatch):
     # Exports above the calibration budget calibrate at a scaled-down size; a static 1280x720
     # NNCF export once failed there, feeding the smaller calibration images to the full-size model.
