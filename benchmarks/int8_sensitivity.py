@@ -26,7 +26,7 @@ import json
 import sys
 import tempfile
 from pathlib import Path
-from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Callable, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import onnx
@@ -97,16 +97,9 @@ class ContentGraphProbe:
         self.ort, self.target, self.scratch = ort, target, scratch
         self.content_path = manifest.graph("content").path
         style = self._session(manifest.graph("style").path)
-        names = [o.name for o in style.get_outputs()]
-
-        def kernels_of(style_batch: np.ndarray) -> Dict[str, np.ndarray]:
-            return dict(zip(names, style.run(None, {"style": style_batch})))
-
-        content, styles, _ = calib.image_pairs(None)
-        pairs = calib.PairFeed(content, styles, manifest.batch, (size, size), manifest.style_size,
-                               limit=calibration_batches)
-        self.reader = calib.RoleFeed(pairs, "content", kernels_of)
-        self.feeds = list(calib.RoleFeed(pairs, "content", kernels_of))
+        self.reader = calib.sample_content_feeds(style, manifest.batch, (size, size), manifest.style_size,
+                                                 limit=calibration_batches)
+        self.feeds = list(self.reader)
         reference = self._session(self.content_path)
         self.expected = [self._image(reference, feed) for feed in self.feeds]
         self.cache = scratch / "ranges.json"

@@ -124,6 +124,20 @@ def image_cases(batch: int, style_size: int, sizes: Sequence[Tuple[int, int]], s
     return cases
 
 
+def sample_content_feeds(style_graph, batch: int, content_size: Tuple[int, int], style_size: int,
+                         limit: Optional[int] = None) -> "RoleFeed":
+    """Content-graph feeds of the built-in sample pairs, with the kernels that ``style_graph`` (an
+    ONNX Runtime session of a split export's style graph) predicts for each style batch: what the
+    INT8 study tools run quantized content graphs on."""
+    names = [output.name for output in style_graph.get_outputs()]
+
+    def kernels_of(style_batch: np.ndarray) -> Feed:
+        return dict(zip(names, style_graph.run(None, {STYLE: style_batch})))
+
+    content, style, _ = image_pairs(None)
+    return RoleFeed(PairFeed(content, style, batch, content_size, style_size, limit=limit), "content", kernels_of)
+
+
 class RoleFeed(CalibrationReader):
     """Feed dicts for one graph role from a re-iterable source of content/style pairs."""
 

@@ -58,10 +58,8 @@ def main() -> int:
             return 2
     style_size = Manifest.load(args.fp32).style_size
     style = session(Manifest.load(args.fp32).graph("style").path)
-    names = [output.name for output in style.get_outputs()]
-    content, styles, description = calib.image_pairs(None)
-    pairs = calib.PairFeed(content, styles, 1, (args.size, args.size), style_size)
-    feeds = list(calib.RoleFeed(pairs, "content", lambda batch: dict(zip(names, style.run(None, {"style": batch})))))
+    feeds = list(calib.sample_content_feeds(style, 1, (args.size, args.size), style_size))
+    description = calib.image_pairs(None)[2]
     reference = session(Manifest.load(args.fp32).graph("content").path)
 
     def images(graph):

@@ -51,10 +51,7 @@ PSNR_CEILING = 60.0  # the validation metric saturates here: FP32 against itself
 
 def feeds(export: Path, size: int, style_size: int):
     style_session = ort.InferenceSession(str(export / "style.onnx"))
-    names = [output.name for output in style_session.get_outputs()]
-    kernels = lambda style: dict(zip(names, style_session.run(None, {"style": style})))  # noqa: E731
-    content, style, _ = calib.image_pairs(None)
-    return list(calib.RoleFeed(calib.PairFeed(content, style, 1, (size, size), style_size), "content", kernels))
+    return list(calib.sample_content_feeds(style_session, 1, (size, size), style_size))
 
 
 def pair_psnr(output, reference) -> float:

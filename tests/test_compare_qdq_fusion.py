@@ -29,3 +29,22 @@ def test_refuses_exports_of_another_size():
     result = compare(str(export("split", dynamic=False, content=(64, 64))), str(export("split", dynamic=False)),
                      "--size", "64")
     assert result.returncode == 2 and "is not a split export at 64x64" in result.stderr
+
+
+def test_sample_content_feeds_carry_the_style_graphs_kernels():
+    # The feeds the INT8 study tools share (this script, int8_sensitivity, nncf-int8-study): the
+    # content batch plus every output of the style graph, which the content graph takes as inputs.
+    import numpy as np
+    import onnxruntime as ort
+
+    from infusionnet.export.calibration import sample_content_feeds
+    from infusionnet.runtime.manifest import Manifest
+    manifest = Manifest.load(export("split", dynamic=False, content=(64, 64)))
+    style = ort.InferenceSession(str(manifest.graph("style").path), providers=["CPUExecutionProvider"])
+    content = ort.InferenceSession(str(manifest.graph("content").path), providers=["CPUExecutionProvider"])
+    feeds = list(sample_content_feeds(style, 1, (64, 64), manifest.style_size, limit=2))
+    assert len(feeds) == 2
+    assert set(feeds[0]) == {i.name for i in content.get_inputs()} == {"content"} | {o.name for o in style.get_outputs()}
+    assert feeds[0]["content"].shape == (1, 3, 64, 64)
+    assert not np.array_equal(feeds[0]["content"], feeds[1]["content"])  # two different sample pairs
+    assert np.isfinite(content.run(["stylized"], feeds[0])[0]).all()
