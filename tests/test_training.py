@@ -184,6 +184,7 @@ def test_settings_are_checked_before_work(dataset, tmp_path):
     check("amp must be", amp="fp8")
     check("style-pixel-tap must be 0 or more", style_pixel_tap=-1.0)
     check("pass both", style_pixel_slices=8)
+    check("content-tap must be one of 3, 4", content_tap=2)
     factor = lr_factor(config_for(dataset, tmp_path, iterations=100, lr_schedule="linear", lr_decay_start=60))
     assert [factor(s) for s in (0, 59, 60, 80, 100)] == [1.0, 1.0, 1.0, 0.5, 0.0]
 
@@ -258,8 +259,9 @@ def test_cli_trains_and_resumes(dataset, tmp_path, capsys):
     common = ["train", "--content", str(dataset / "content"), "--style", str(dataset / "style"), "--vgg", str(vgg),
               "--variant", "aesfa", "--output", str(tmp_path / "run"), "--batch-size", "2", "--crop", "32",
               "--load-size", "36", "--workers", "0", "--eval-size", "0", "--device", "cpu"]
-    assert main(common + ["--iterations", "1"]) == 0
+    assert main(common + ["--iterations", "1", "--content-tap", "4"]) == 0
     assert main(["train", "--resume", str(tmp_path / "run"), "--iterations", "2", "--eval-size", "0"]) == 0
+    assert read_training_state(find_resume_checkpoint(tmp_path / "run"))["config"]["content_tap"] == 4
     out = capsys.readouterr()
     assert "resuming from" in out.err and "step_00000001.pth" in out.err
     assert read_training_state(find_resume_checkpoint(tmp_path / "run"))["step"] == 2

@@ -9,7 +9,7 @@ from infusionnet.runtime.errors import InfusionNetError
 
 from ..networks import VARIANTS, validate_content_size, validate_style_size
 from .data import RESIZE_MODES
-from .losses import DEFAULT_LOSS_WEIGHTS, DEFAULT_NEGATIVES, VGG_TAPS, LossWeights
+from .losses import CONTENT_TAP, CONTENT_TAPS, DEFAULT_LOSS_WEIGHTS, DEFAULT_NEGATIVES, VGG_TAPS, LossWeights
 
 LR_SCHEDULES = ("constant", "step", "linear")
 AMP_MODES = ("none", "bf16", "fp16")
@@ -17,7 +17,7 @@ AMP_MODES = ("none", "bf16", "fp16")
 # but no longer reproduces the original run, so it is reported.
 REPRODUCIBILITY_KEYS = ("variant", "augment", "augment_tone", "batch_size", "accumulate", "crop", "load_size",
                         "resize_mode", "negatives", "lambda_perc_cont", "lambda_perc_style", "lambda_const_style",
-                        "style_pixel_tap", "style_pixel_slices", "lr", "beta1", "beta2", "lr_schedule", "lr_step",
+                        "style_pixel_tap", "style_pixel_slices", "content_tap", "lr", "beta1", "beta2", "lr_schedule", "lr_step",
                         "lr_gamma", "lr_decay_start", "grad_clip", "amp", "seed",
                         "vgg_taps", "world_size")
 
@@ -51,6 +51,7 @@ class TrainConfig:
     lambda_const_style: Optional[float] = None
     style_pixel_tap: float = 0.0       # the images as one more EFDM style tap, times this (0: authors')
     style_pixel_slices: int = 0        # that tap along this many random colour directions (0: per RGB channel)
+    content_tap: int = CONTENT_TAP + 1  # the loss network tap (1-4) of the content loss: 3 (authors') or 4
     lr: float = 1e-4
     beta1: float = 0.0
     beta2: float = 0.99
@@ -101,6 +102,8 @@ class TrainConfig:
             bad(f"--style-pixel-slices must be 0 or more, not {self.style_pixel_slices}")
         if self.style_pixel_slices and not self.style_pixel_tap:
             bad("--style-pixel-slices sets how --style-pixel-tap compares colours: pass both")
+        if self.content_tap - 1 not in CONTENT_TAPS:
+            bad(f"--content-tap must be one of {', '.join(str(t + 1) for t in CONTENT_TAPS)}, not {self.content_tap}")
         if self.augment_tone and not self.augment:
             bad("--augment-tone adds to --augment's augmentation: pass both")
         if self.vgg is None and self.vgg_seed is None:

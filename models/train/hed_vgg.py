@@ -13,7 +13,8 @@ texture and structure, so they serve as the perceptual network.
 * Preprocessing is Caffe's: BGR, 0-255, minus the BGR mean below.
 * Taps: relu1_2, relu2_2, relu3_3, relu4_3 (the ends of blocks 1-4). The content loss uses the
   third, relu3_3 (``losses.CONTENT_TAP``), the same position as the official conv3_1: deeper
-  (relu4_3) keeps less of the photo's structure, which a short training run cannot afford.
+  (relu4_3, ``train --content-tap 4``) keeps less of the photo's structure, which a short
+  training run from scratch cannot afford.
 
 * Normalised in the spirit of ``vgg_normalised`` (Gatys et al.): each tap is divided by its mean
   activation over the built-in sample photographs, measured once at conversion (one number per
