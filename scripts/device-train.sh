@@ -23,9 +23,9 @@
 #   train.log          the run's output, with steps, batch, wall time
 #   metrics.csv        losses per 25 steps        samples.png   the last training sample grid
 #   model.safetensors  + model.json: the float16 weights (scripts/ship-default-model.py -o)
-# Then, here: scripts/evaluate-default-model.py --checkpoint <files_at>/model.safetensors --style
-# ../shared/data/train/style/picabia_udnie_1913.jpg -o /tmp/eval-gpu, and ship-default-model.py on
-# the file if it is better than the shipped model on every held-out style.
+# Then, here: scripts/evaluate-default-model.py --style ../shared/data/train/style/picabia_udnie_1913.jpg
+# --compare <files_at>/model.safetensors, and ship-default-model.py on the file if it is worse
+# nowhere and its texture rose (then the same script with --checkpoint for the grid).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUNDLE=${BUNDLE:-runs/device-bundle}

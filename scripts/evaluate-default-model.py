@@ -5,6 +5,12 @@ training losses, written to docs/default-model/ (README shows them).
     .venv/bin/python scripts/evaluate-default-model.py --run runs/default runs/default-texture \\
         --style ../shared/data/train/style/picabia_udnie_1913.jpg
 
+    .venv/bin/python scripts/evaluate-default-model.py --style ../shared/data/train/style/picabia_udnie_1913.jpg \\
+        --compare runs/mine/checkpoints/step_00000500.pth runs/mine/checkpoints/step_00001000.pth
+
+(--compare: the checkpoints' numbers beside the bundled model's, each fall marked; the recipe
+ships a model only if it is worse nowhere and its texture rose.)
+
 Contents: scikit-image's astronaut, coffee and chelsea photographs (not in the recipe's training
 set). Styles: the given held-out painting(s) and the sample textures hubble_deep_field, ihc and
 retina (not in training either). Every image is resized and centre-cropped to --size, the
@@ -164,13 +170,54 @@ def style_loss_table(style_images, rows, labels) -> str:
     return "\n".join(lines) + "\n"
 
 
+def style_metrics(style_images, rows) -> list:
+    """Per style, (colour gap closed, texture gap closed, structure kept), mean over the photos."""
+    return [(float(np.mean([colour_gap_closed(row[0], row[index], style) for row in rows])),
+             float(np.mean([texture_gap_closed(row[0], row[index], style) for row in rows])),
+             float(np.mean([structure_kept(row[0], row[index]) for row in rows])))
+            for index, style in enumerate(style_images, 1)]
+
+
 def metrics_table(style_images, rows, labels) -> str:
     lines = ["| style | colour gap closed | texture gap closed | structure kept |", "|---|---|---|---|"]
-    for index, (label, style) in enumerate(zip(labels, style_images), 1):
-        colour = np.mean([colour_gap_closed(row[0], row[index], style) for row in rows])
-        texture = np.mean([texture_gap_closed(row[0], row[index], style) for row in rows])
-        structure = np.mean([structure_kept(row[0], row[index]) for row in rows])
+    for label, (colour, texture, structure) in zip(labels, style_metrics(style_images, rows)):
         lines.append(f"| {label} | {colour * 100:.0f}% | {texture * 100:.0f}% | {structure:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+# A candidate counts as worse than the bundled model on a metric when it falls by more than this
+# (the tables' own rounding: 1 point of a gap closed, 0.01 of structure).
+WORSE_BY = (0.01, 0.01, 0.01)
+METRIC_NAMES = ("colour", "texture", "structure")
+
+
+def comparison_table(labels, baseline: list, candidates: dict) -> str:
+    """Each candidate's metrics against the baseline's, per style, with the falls marked, and per
+    candidate whether it is worse nowhere (the recipe ships a model only then, and only if its
+    texture rose somewhere)."""
+    def cell(value: float, index: int) -> str:
+        return f"{value:.2f}" if index == 2 else f"{value * 100:.0f}%"
+
+    names = list(candidates)
+    lines = ["| style | metric | bundled | " + " | ".join(names) + " |", "|---|---|---|" + "---|" * len(names)]
+    falls = {name: [] for name in names}
+    for position, label in enumerate(labels):
+        for index, metric in enumerate(METRIC_NAMES):
+            cells = []
+            for name in names:
+                value, before = candidates[name][position][index], baseline[position][index]
+                worse = value < before - WORSE_BY[index]
+                if worse:
+                    falls[name].append(f"{label} {metric}")
+                cells.append(cell(value, index) + (" (worse)" if worse else ""))
+            lines.append(f"| {label} | {metric} | {cell(baseline[position][index], 1 if index < 2 else 2)} | "
+                         + " | ".join(cells) + " |")
+    lines.append("")
+    for name in names:
+        rose = any(candidates[name][p][1] > baseline[p][1] + WORSE_BY[1] for p in range(len(labels)))
+        verdict = (f"worse on {', '.join(falls[name])}" if falls[name]
+                   else "worse nowhere" + (", texture up" if rose else ", texture not up"))
+        lines.append(f"{name}: {verdict}")
     return "\n".join(lines) + "\n"
 
 
@@ -220,12 +267,22 @@ def main() -> int:
     parser.add_argument("--style-loss", action="store_true",
                         help="also print the style loss's distances per tap (needs the HED loss network)")
     parser.add_argument("-o", "--output", default="docs/default-model")
+    parser.add_argument("--compare", nargs="+", metavar="CKPT",
+                        help="only print these checkpoints' metrics against the bundled default model's, "
+                             "per style, with every fall marked (no grid is written)")
     args = parser.parse_args()
+    styles = list(args.style) + [f"sample:{name}" for name in HELD_OUT_SAMPLE_STYLES]
+    labels = [style_label(s) for s in styles]
+    if args.compare:
+        baseline_images, baseline_rows = held_out_results(resolve_network(None)[0], styles, args.size)
+        candidates = {name: style_metrics(baseline_images, held_out_results(resolve_network(name)[0], styles,
+                                                                            args.size)[1])
+                      for name in args.compare}
+        print(comparison_table(labels, style_metrics(baseline_images, baseline_rows), candidates), end="")
+        return 0
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
     model = resolve_network(args.checkpoint)[0]
-    styles = list(args.style) + [f"sample:{name}" for name in HELD_OUT_SAMPLE_STYLES]
-    labels = [style_label(s) for s in styles]
     style_images, rows = held_out_results(model, styles, args.size)
     images.write_image(output / "held-out-grid.jpg", images.contact_sheet(style_images, labels, rows, height=args.size))
     table = metrics_table(style_images, rows, labels)

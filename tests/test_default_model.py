@@ -150,3 +150,18 @@ def test_texture_gap_closed_sees_detail_not_colour():
     assert evaluate.texture_gap_closed(photo, blurred, stars) < 0
     flat = np.full_like(photo, 128)
     assert np.isfinite(evaluate.texture_signature(flat)).all()
+
+
+def test_comparison_marks_every_fall_and_says_which_candidate_is_worse_nowhere():
+    evaluate = _evaluation_script()
+    baseline = [(0.84, 0.65, 0.52), (0.38, 0.34, 0.48)]
+    candidates = {"better": [(0.84, 0.70, 0.52), (0.40, 0.34, 0.475)],   # a fall within rounding is no fall
+                  "mixed": [(0.90, 0.80, 0.50), (0.10, 0.50, 0.48)],
+                  "same": baseline}
+    text = evaluate.comparison_table(["picabia", "retina"], baseline, candidates)
+    assert "| picabia | texture | 65% | 70% | 80% | 65% |" in text
+    assert "| retina | colour | 38% | 40% | 10% (worse) | 38% |" in text
+    assert "| picabia | structure | 0.52 | 0.52 | 0.50 (worse) | 0.52 |" in text
+    assert "better: worse nowhere, texture up" in text
+    assert "mixed: worse on picabia structure, retina colour" in text
+    assert "same: worse nowhere, texture not up" in text
