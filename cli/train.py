@@ -143,6 +143,10 @@ def register(subparsers) -> None:
     optim.add_argument("--lr-gamma", type=float, default=S, help=f"step schedule factor (default {defaults.lr_gamma})")
     optim.add_argument("--lr-decay-start", type=int, default=S,
                        help="linear schedule: iteration where the decay starts (default: half way)")
+    optim.add_argument("--lr-warmup", type=int, default=S, metavar="STEPS",
+                       help="raise the lr linearly from 0 over the first STEPS steps (default 0): a fresh Adam "
+                            "optimizer's first steps move every weight by about the full lr, which knocks "
+                            "trained weights about when fine-tuning (--init)")
     optim.add_argument("--grad-clip", type=float, default=S, metavar="NORM",
                        help="clip the global gradient norm (default: no clipping)")
     optim.add_argument("--amp", choices=("none", "bf16", "fp16"), default=S,
@@ -182,7 +186,7 @@ CONFIG_OPTIONS = ("content_dir", "style_dir", "augment", "augment_tone", "crop",
                   "variant", "vgg", "vgg_taps", "negatives", "lambda_perc_cont", "lambda_perc_style",
                   "lambda_const_style", "style_pixel_tap", "style_pixel_slices", "content_tap", "init",
                   "iterations", "batch_size", "accumulate", "lr", "beta1", "beta2", "lr_schedule", "lr_step",
-                  "lr_gamma", "lr_decay_start", "grad_clip", "amp", "channels_last", "seed", "deterministic", "device",
+                  "lr_gamma", "lr_decay_start", "lr_warmup", "grad_clip", "amp", "channels_last", "seed", "deterministic", "device",
                   "output", "save_every", "keep_checkpoints", "sample_every", "log_every", "tensorboard", "eval_size",
                   "progress")
 

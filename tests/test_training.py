@@ -187,6 +187,10 @@ def test_settings_are_checked_before_work(dataset, tmp_path):
     check("content-tap must be one of 3, 4", content_tap=2)
     factor = lr_factor(config_for(dataset, tmp_path, iterations=100, lr_schedule="linear", lr_decay_start=60))
     assert [factor(s) for s in (0, 59, 60, 80, 100)] == [1.0, 1.0, 1.0, 0.5, 0.0]
+    warm = lr_factor(config_for(dataset, tmp_path, iterations=100, lr_schedule="linear", lr_decay_start=60,
+                                lr_warmup=10))
+    assert [warm(s) for s in (0, 4, 9, 59, 80)] == [0.1, 0.5, 1.0, 1.0, 0.5]
+    check("lr-warmup must be 0 or more", lr_warmup=-1)
 
 
 def test_bf16_autocast_step_runs_on_cpu(dataset, tmp_path):

@@ -18,7 +18,7 @@ AMP_MODES = ("none", "bf16", "fp16")
 REPRODUCIBILITY_KEYS = ("variant", "augment", "augment_tone", "batch_size", "accumulate", "crop", "load_size",
                         "resize_mode", "negatives", "lambda_perc_cont", "lambda_perc_style", "lambda_const_style",
                         "style_pixel_tap", "style_pixel_slices", "content_tap", "lr", "beta1", "beta2", "lr_schedule", "lr_step",
-                        "lr_gamma", "lr_decay_start", "grad_clip", "amp", "seed",
+                        "lr_gamma", "lr_decay_start", "lr_warmup", "grad_clip", "amp", "seed",
                         "vgg_taps", "world_size")
 
 
@@ -59,6 +59,7 @@ class TrainConfig:
     lr_step: int = 50_000              # "step": multiply by lr_gamma every lr_step iterations
     lr_gamma: float = 0.1
     lr_decay_start: Optional[int] = None   # "linear": decay to 0 from here (default: half way)
+    lr_warmup: int = 0                 # steps of linear warmup from 0 (fine-tuning: see lr_factor)
     grad_clip: Optional[float] = None  # max global gradient norm
     amp: str = "none"
     channels_last: bool = False        # NHWC tensors: faster convolutions under autocast on recent GPUs
@@ -104,6 +105,8 @@ class TrainConfig:
             bad("--style-pixel-slices sets how --style-pixel-tap compares colours: pass both")
         if self.content_tap - 1 not in CONTENT_TAPS:
             bad(f"--content-tap must be one of {', '.join(str(t + 1) for t in CONTENT_TAPS)}, not {self.content_tap}")
+        if self.lr_warmup < 0:
+            bad(f"--lr-warmup must be 0 or more steps, not {self.lr_warmup}")
         if self.augment_tone and not self.augment:
             bad("--augment-tone adds to --augment's augmentation: pass both")
         if self.vgg is None and self.vgg_seed is None:
@@ -149,7 +152,20 @@ class TrainConfig:
 def lr_factor(config: TrainConfig):
     """step -> LR multiplier. The authors' StepLR (x0.1 every 50 *epochs*, stepped per epoch)
     never fires within their 160k iterations of 60k images at batch 8 (~21 epochs), so their
-    effective schedule is constant; "step" and "linear" are offered per iteration."""
+    effective schedule is constant; "step" and "linear" are offered per iteration.
+
+    ``lr_warmup`` = N > 0 scales the first N steps by (step + 1) / N. A fresh Adam optimizer
+    divides each gradient by a scale estimated from a handful of steps (with the authors' beta1 =
+    0, from the current gradient alone at first), so its first steps move every weight by about
+    the full lr whatever its gradient: fine-tuning trained weights (``--init``) would start by
+    knocking them about."""
+    schedule = _schedule(config)
+    if config.lr_warmup <= 0:
+        return schedule
+    return lambda step: min(1.0, (step + 1) / config.lr_warmup) * schedule(step)
+
+
+def _schedule(config: TrainConfig):
     if config.lr_schedule == "constant":
         return lambda step: 1.0
     if config.lr_schedule == "step":
