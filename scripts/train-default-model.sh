@@ -55,7 +55,9 @@
 #      --lr-warmup, --beta1 0.9, 600 steps, decaying to 0 from 350) kept the model where it was
 #      (colour 84 / 83 / 76 / 30%, texture 67 / 12 / 53 / 44%, structure 0.53 / 0.55 / 0.49 /
 #      0.47): the colours survive a gentler lr, but this objective has no more brush work to give
-#      on 2 CPU cores. Across these runs retina's colour moved between -28% and 33% from one
+#      on 2 CPU cores. The warmup alone does not keep them: the same at lr 2e-4 and beta1 0
+#      (runs/warmup, 400 steps decaying from 250) ended at colour 83 / 86 / 75 / 0%, texture
+#      62 / 11 / 50 / 29%. Across these runs retina's colour moved between -28% and 33% from one
 #      checkpoint to the next: the shipped 38% is its best, and "worse nowhere" is a high bar.
 # Choices, and why:
 # - Loss network: HED's VGG16 (--vgg hed), the one perceptual network that installs offline
