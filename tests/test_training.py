@@ -283,6 +283,13 @@ def test_cli_help_shows_torchrun():
     assert "--resume" in help_text
 
 
+def test_cli_choices_match_the_losses():
+    from infusionnet.cli import train as cli_train
+    from infusionnet.models.train import losses
+    assert cli_train.NEGATIVE_CHOICES == losses.NEGATIVE_CHOICES
+    assert cli_train.CONTENT_TAP_CHOICES == losses.CONTENT_TAPS
+
+
 def test_cli_help_defaults_match_the_config():
     from infusionnet.cli.train import HELP_DEFAULTS
     defaults = TrainConfig()

@@ -103,8 +103,8 @@ class TrainConfig:
             bad(f"--style-pixel-slices must be 0 or more, not {self.style_pixel_slices}")
         if self.style_pixel_slices and not self.style_pixel_tap:
             bad("--style-pixel-slices sets how --style-pixel-tap compares colours: pass both")
-        if self.content_tap - 1 not in CONTENT_TAPS:
-            bad(f"--content-tap must be one of {', '.join(str(t + 1) for t in CONTENT_TAPS)}, not {self.content_tap}")
+        if self.content_tap not in CONTENT_TAPS:
+            bad(f"--content-tap must be one of {', '.join(map(str, CONTENT_TAPS))}, not {self.content_tap}")
         if self.lr_warmup < 0:
             bad(f"--lr-warmup must be 0 or more steps, not {self.lr_warmup}")
         if self.augment_tone and not self.augment:

@@ -47,9 +47,10 @@ VGG_TAPS = {
     "relu": {"relu1_1": 3, "relu2_1": 10, "relu3_1": 17, "relu4_1": 30},
 }
 CONTENT_TAP = 2  # the third tap: conv3_1 / relu3_1 (HED: relu3_3), the authors' content layer
-# The taps the content loss may use (0-based): the third, or the fourth (conv4_1 / relu4_1, HED's
-# relu4_3: AdaIN's choice, which keeps the objects and leaves their fine texture to the style).
-CONTENT_TAPS = (2, 3)
+# The taps the content loss may use, numbered from 1 as ``train --content-tap`` says them: the
+# third, or the fourth (conv4_1 / relu4_1, HED's relu4_3: AdaIN's choice, which keeps the objects
+# and leaves their fine texture to the style).
+CONTENT_TAPS = (3, 4)
 
 # Official loss weights (the authors' Config.py): (lambda_perc_cont, lambda_perc_style,
 # lambda_const_style).
@@ -374,7 +375,8 @@ class StyleTransferLoss(nn.Module):
     while on pixels their distances were 3.2 against 0.14 (Hubble's field) and 0.88 against 0.12
     (ihc).
 
-    ``content_tap`` (0-based, ``CONTENT_TAPS``) is the loss network tap of the content loss.
+    ``content_tap`` (numbered from 1, one of ``CONTENT_TAPS``) is the loss network tap of the
+    content loss.
 
     ``pixel_slices`` = K > 0 compares the pixels along K random directions of RGB space, drawn
     anew each step, instead of along R, G and B: a sliced Wasserstein distance (Heitz et al.,
@@ -384,11 +386,11 @@ class StyleTransferLoss(nn.Module):
     """
 
     def __init__(self, vgg: VGGEncoder, weights: LossWeights, negatives: int = DEFAULT_NEGATIVES,
-                 pixel_tap: float = 0.0, pixel_slices: int = 0, content_tap: int = CONTENT_TAP):
+                 pixel_tap: float = 0.0, pixel_slices: int = 0, content_tap: int = CONTENT_TAP + 1):
         super().__init__()
         if content_tap not in CONTENT_TAPS:
             raise ValueError(f"content tap {content_tap} is not one of {CONTENT_TAPS}")
-        self.content_tap = content_tap
+        self.content_index = content_tap - 1
         self.vgg = vgg
         self.weights = weights
         self.negatives = negatives
@@ -399,11 +401,11 @@ class StyleTransferLoss(nn.Module):
     def forward(self, content: Tensor, style: Tensor, output: Tensor, style_features: Sequence[Octave],
                 output_features: Sequence[Octave]) -> Tuple[Tensor, Dict[str, Tensor]]:
         with torch.no_grad():
-            content_vgg = self.vgg(content, count=self.content_tap + 1)[self.content_tap].float()
+            content_vgg = self.vgg(content, count=self.content_index + 1)[self.content_index].float()
             style_vgg = [f.float() for f in self.vgg(style)]
         output_vgg = [f.float() for f in self.vgg(output)]
 
-        content_loss = F.mse_loss(output_vgg[self.content_tap], content_vgg)
+        content_loss = F.mse_loss(output_vgg[self.content_index], content_vgg)
         style_loss = sum(efdm_loss(o, s) for o, s in zip(output_vgg, style_vgg))
         if self.pixel_tap:
             style_loss = style_loss + self.pixel_tap * self.pixel_distance(output.float(), style.float())

@@ -113,7 +113,7 @@ class Trainer:
         self.loss = StyleTransferLoss(vgg, config.loss_weights(), config.negatives,
                                       pixel_tap=config.style_pixel_tap,
                                       pixel_slices=config.style_pixel_slices,
-                                      content_tap=config.content_tap - 1)
+                                      content_tap=config.content_tap)
         if config.negatives > config.batch_size - 1 and self.ctx.is_main:
             print(f"note: {config.negatives} negatives asked for, but a batch of {config.batch_size} has only "
                   f"{config.batch_size - 1} other styles: using {config.batch_size - 1}", file=sys.stderr)
