@@ -165,3 +165,20 @@ def test_comparison_marks_every_fall_and_says_which_candidate_is_worse_nowhere()
     assert "better: worse nowhere, texture up" in text
     assert "mixed: worse on picabia structure, retina colour" in text
     assert "same: worse nowhere, texture not up" in text
+
+
+def test_loss_optimum_script_moves_the_photo_only_as_the_objective_asks():
+    """scripts/loss-optimum.py: with no style term the photo is the optimum and stays put; with
+    the style terms alone the image takes the style's colours."""
+    from infusionnet.models.train.losses import random_vgg
+    optimum = _script("loss-optimum.py")
+    evaluate = _evaluation_script()
+    vgg = random_vgg(seed=1, taps="relu")
+    photo, style = _square_samples(32, "astronaut", "retina")
+    torch.manual_seed(0)
+    kept = optimum.optimised_image(vgg, photo, style, content_weight=1.0, style_weight=0.0, pixel_weight=10.0,
+                                   slices=8, steps=5, lr=0.02)
+    np.testing.assert_array_equal(kept, photo)
+    styled = optimum.optimised_image(vgg, photo, style, content_weight=0.0, style_weight=1.0, pixel_weight=10.0,
+                                     slices=8, steps=60, lr=0.02)
+    assert evaluate.colour_gap_closed(photo, styled, style) > 0.5
