@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from infusionnet.models.default_model import resolve_network
 from infusionnet.models.train.hed_vgg import load_hed_vgg
-from infusionnet.models.train.losses import CONTENT_TAP, colour_projections, efdm_loss, random_colour_directions
+from infusionnet.models.train.losses import LossWeights, StyleTransferLoss
 from infusionnet.runtime import images
 from infusionnet.runtime.images.normalization import MEAN, STD
 
@@ -53,11 +53,16 @@ def to_vgg_input(rgb01: torch.Tensor) -> torch.Tensor:
 def optimised_image(vgg, photo: np.ndarray, style: np.ndarray, content_weight: float, style_weight: float,
                     pixel_weight: float, slices: int, steps: int, lr: float) -> np.ndarray:
     """The photo moved by ``steps`` Adam steps down the perceptual loss towards ``style`` (uint8 RGB)."""
+    # Training's own content tap and style distance; the two terms are weighted below, and the
+    # contrastive term (forward's) is not used.
+    objective = StyleTransferLoss(vgg, LossWeights(), pixel_tap=pixel_weight, pixel_slices=slices)
+    tap = objective.content_index
+
     def rgb01(image):
         return torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255.0
 
     with torch.no_grad():
-        content_target = vgg(to_vgg_input(rgb01(photo)), count=CONTENT_TAP + 1)[CONTENT_TAP]
+        content_target = vgg(to_vgg_input(rgb01(photo)), count=tap + 1)[tap]
         style_normalized = to_vgg_input(rgb01(style))
         style_taps = vgg(style_normalized)
     image = rgb01(photo).requires_grad_(True)
@@ -66,10 +71,8 @@ def optimised_image(vgg, photo: np.ndarray, style: np.ndarray, content_weight: f
         optimizer.zero_grad()
         normalized = to_vgg_input(image)
         taps = vgg(normalized)
-        directions = random_colour_directions(slices)
-        style_loss = sum(efdm_loss(o, s) for o, s in zip(taps, style_taps)) + pixel_weight * efdm_loss(
-            colour_projections(normalized, directions), colour_projections(style_normalized, directions))
-        loss = content_weight * F.mse_loss(taps[CONTENT_TAP], content_target) + style_weight * style_loss
+        loss = (content_weight * F.mse_loss(taps[tap], content_target)
+                + style_weight * objective.style_distance(normalized, taps, style_normalized, style_taps))
         loss.backward()
         optimizer.step()
         if step in (1, steps // 2, steps):  # the loss still falling at the end means more --steps

@@ -406,9 +406,7 @@ class StyleTransferLoss(nn.Module):
         output_vgg = [f.float() for f in self.vgg(output)]
 
         content_loss = F.mse_loss(output_vgg[self.content_index], content_vgg)
-        style_loss = sum(efdm_loss(o, s) for o, s in zip(output_vgg, style_vgg))
-        if self.pixel_tap:
-            style_loss = style_loss + self.pixel_tap * self.pixel_distance(output.float(), style.float())
+        style_loss = self.style_distance(output.float(), output_vgg, style.float(), style_vgg)
 
         k = effective_negatives(self.negatives, output.shape[0])
         if k < self.negatives and not self._warned:
@@ -422,6 +420,14 @@ class StyleTransferLoss(nn.Module):
                  + self.weights.const_style * contrastive)
         return total, {"content": content_loss.detach(), "style": style_loss.detach(),
                        "contrastive": contrastive.detach()}
+
+    def style_distance(self, output: Tensor, output_vgg: Sequence[Tensor], style: Tensor,
+                       style_vgg: Sequence[Tensor]) -> Tensor:
+        """The unweighted style loss: EFDM over the loss network's taps, plus the pixel tap."""
+        distance = sum(efdm_loss(o, s) for o, s in zip(output_vgg, style_vgg))
+        if self.pixel_tap:
+            distance = distance + self.pixel_tap * self.pixel_distance(output, style)
+        return distance
 
     def pixel_distance(self, output: Tensor, style: Tensor) -> Tensor:
         """The pixel tap's EFDM distance: per RGB channel, or along random colour directions."""
