@@ -37,7 +37,7 @@ from infusionnet.runtime import images, samples
 from infusionnet.runtime.fileio import atomic_path
 from infusionnet.runtime.lazy import lazy_import, load
 
-from .losses import IMAGENET_MEAN, IMAGENET_STD, VGGError
+from .losses import VGGError
 
 # --vgg hed only: h5py reads the wheel's Keras file, safetensors the cached conversion.
 h5py = lazy_import("h5py")
@@ -206,8 +206,8 @@ class HEDVGGEncoder(nn.Module):
             self.register_buffer(f"tap{index}_scale", None if scale is None else scale.clone(), persistent=False)
         # normalized RGB -> Caffe input: rgb01 * 255 - mean, channels reversed. As one affine map
         # per RGB channel: x * scale + shift, then flip to BGR.
-        mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-        std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+        mean = torch.tensor(images.MEAN).view(1, 3, 1, 1)
+        std = torch.tensor(images.STD).view(1, 3, 1, 1)
         bgr_mean_as_rgb = torch.tensor(CAFFE_BGR_MEAN[::-1]).view(1, 3, 1, 1)
         self.register_buffer("scale", std * 255.0, persistent=False)
         self.register_buffer("shift", mean * 255.0 - bgr_mean_as_rgb, persistent=False)

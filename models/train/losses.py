@@ -28,14 +28,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from infusionnet.runtime.errors import InfusionNetError
+from infusionnet.runtime.images import MEAN, STD
 
 from ..blocks import Octave, oct_leaky_relu
 from ..checkpoint import torch_load_weights_only
 from ..encoders import Encoder, StyleEncoder
 from ..networks import AesFA, InfusionNet, StyleTransferNetwork
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # The AdaIN "vgg_normalised" network up to relu4_1 as (in, out) 3x3 convolutions and "M" (max
 # pooling). Its first layer, a 1x1 conv 3->3, comes before these.
@@ -90,8 +88,8 @@ class VGGEncoder(nn.Module):
         self.tap_names = list(VGG_TAPS[taps])
         self.tap_indices = list(VGG_TAPS[taps].values())
         self.layers = nn.Sequential(*vgg_layers())
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("mean", torch.tensor(MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(STD).view(1, 3, 1, 1), persistent=False)
         self.requires_grad_(False)
         self.eval()
 
