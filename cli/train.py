@@ -91,7 +91,8 @@ def register(subparsers) -> None:
                       help="'short': shorter side to --load-size, aspect kept (default); 'square': "
                            "stretch to a square as the authors' loader does")
     data.add_argument("--workers", type=int, default=S,
-                      help=f"data loading processes per training process (default {defaults.workers})")
+                      help=f"data loading processes per training process (default {defaults.workers}; at most "
+                           "the usable CPU cores)")
 
     model = parser.add_argument_group("model and loss")
     model.add_argument("--variant", choices=VARIANT_NAMES, default=S,

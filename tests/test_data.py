@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from infusionnet.models.train.data import (DataError, DrawSampler, PairStream, collate_pairs, list_images,
-                                           make_loader, random_crop, resize_for_crop)
+                                           make_loader, random_crop, resize_for_crop, usable_cpu_cores)
 from infusionnet.runtime.images import denormalize
 
 
@@ -114,6 +114,12 @@ def test_loader_workers_give_the_same_batches(folders):
         assert torch.equal(a["content"], b["content"]) and torch.equal(a["style"], b["style"])
     batch = collate_pairs([stream[0], stream[1]])
     assert batch["content"].shape == (2, 3, 32, 32) and batch["skipped"] == []
+
+
+def test_loader_starts_no_more_workers_than_usable_cores(folders):
+    stream = PairStream.from_folders(*folders, crop=32, load_size=36)
+    assert make_loader(stream, DrawSampler(2, 2), workers=1000).num_workers == usable_cpu_cores()
+    assert make_loader(stream, DrawSampler(2, 2), workers=0).num_workers == 0
 
 
 def test_stream_rejects_bad_settings(folders):

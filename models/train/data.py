@@ -23,6 +23,7 @@ style images a hue rotation (a 17-image style set becomes a continuum of palette
 saturation), so dark, pale and muted palettes appear in training: with hue rotation alone the
 default model took a mostly black style (Hubble's deep field) to a bright result.
 """
+import os
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
@@ -254,6 +255,11 @@ def collate_pairs(samples: List[dict]) -> dict:
             "skipped": [path for s in samples for path in s["skipped"]]}
 
 
+def usable_cpu_cores() -> int:
+    """The cores this process may run on (its affinity, e.g. a container's cpuset)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def _worker_init(_worker_id: int) -> None:
     # Workers decode with OpenCV; its own thread pool per worker would oversubscribe the cores.
     cv2.setNumThreads(1)
@@ -261,8 +267,12 @@ def _worker_init(_worker_id: int) -> None:
 
 def make_loader(dataset: PairStream, sampler: DrawSampler, workers: int = 4,
                 pin_memory: bool = False, prefetch: Optional[int] = None) -> DataLoader:
-    """A DataLoader over ``sampler``'s batches; ``workers`` = 0 reads in the main process."""
-    workers = max(0, int(workers))
+    """A DataLoader over ``sampler``'s batches; ``workers`` = 0 reads in the main process.
+
+    At most one loading process per usable CPU core: more only compete with the training step
+    for the cores (and torch warns). The batches do not depend on the number of workers.
+    """
+    workers = min(max(0, int(workers)), usable_cpu_cores())
     options = {}
     if workers:
         # spawn, not fork: a forked worker inherits OpenCV's thread pool (and CUDA, NCCL or Gloo
