@@ -17,7 +17,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
-from .lazy import lazy_import
+from .lazy import lazy_import, module_location
 
 # The doctor reports a missing numpy or OpenCV instead of failing to import: the samples (numpy,
 # OpenCV) load only when probed.
@@ -141,9 +141,10 @@ def tensorrt_probe() -> Probe:
     trt, why = import_module("tensorrt")
     if trt is None:
         return Probe(False, f"no: {why}")
-    if not hasattr(trt, "Runtime"):  # the PyPI placeholder that failed to fetch the real wheels
-        return Probe(False, f"no: {getattr(trt, '__file__', '?')} is not TensorRT's Python API (a placeholder package?)")
-    return Probe(True, f"{trt.__version__} ({getattr(trt, '__file__', '?')})", {"version": trt.__version__})
+    if not hasattr(trt, "Runtime"):  # type stubs, or the PyPI placeholder that failed to fetch the real wheels
+        return Probe(False, f"no: {module_location(trt)} is not TensorRT's Python API (type stubs or a "
+                            f"placeholder package)")
+    return Probe(True, f"{trt.__version__} ({module_location(trt)})", {"version": trt.__version__})
 
 
 def pycuda_probe() -> Probe:

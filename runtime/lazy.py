@@ -104,3 +104,9 @@ def load(module: Module) -> Module:
             raise
         raise MissingDependency(package, INSTALL_HINTS[package]) from None
     return cast(Module, imported)
+
+
+def module_location(module: Any) -> str:
+    """Where an imported module lives, for messages: its file, or for a namespace package (a
+    folder of type stubs imports as one, with ``__file__`` None) its folders."""
+    return getattr(module, "__file__", None) or ", ".join(getattr(module, "__path__", None) or ["?"])

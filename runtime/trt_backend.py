@@ -25,7 +25,7 @@ import numpy as np
 from .backend import Arrays, Backend, BackendError
 from .engine_sidecar import (EngineMismatchError, Environment, check_compatible, platform_tag, read_engine_bytes,
                              read_sidecar, rebuild_hint)
-from .lazy import lazy_import, load
+from .lazy import lazy_import, load, module_location
 from .trt_plan import (BufferPlan, derive_profile, detect_features, is_dynamic, plan_buffers,
                        require_runtime_features, trt_dtype_name)
 
@@ -48,9 +48,8 @@ def import_tensorrt():
         raise BackendError(f"TensorRT could not be imported ({type(error).__name__}: {error}); {INSTALL_HINT}") from None
     if not hasattr(trt, "Runtime"):
         # tensorrt-stubs' .pyi folder imports as an empty namespace package (no __file__)
-        where = getattr(trt, "__file__", None) or ", ".join(getattr(trt, "__path__", None) or ["?"])
-        raise BackendError(f"the tensorrt module at {where} is not TensorRT's Python API (type stubs or a "
-                           f"placeholder package); {INSTALL_HINT}")
+        raise BackendError(f"the tensorrt module at {module_location(trt)} is not TensorRT's Python API (type "
+                           f"stubs or a placeholder package); {INSTALL_HINT}")
     return trt
 
 

@@ -259,7 +259,10 @@ def fake_tensorrt(behaviour: Dict[str, Callable], version: str = "10.13.0.35", h
 
     module = FakeModule("tensorrt")
     module.__version__ = version
-    module.__file__ = "<fake tensorrt from tensorrt-stubs>"
+    # No file, like tensorrt-stubs' own namespace package: inspect caches each module's file by
+    # name, and a test importing the stubs after this fake had been recorded there crashed the
+    # next torch._dynamo import ("is a built-in module") in that process.
+    module.__file__ = None
     made = {}
     for name, stub in classes.items():
         if name not in hidden:

@@ -9,7 +9,7 @@ import pytest
 from infusionnet.cli.main import main
 from infusionnet.runtime import environment
 from infusionnet.runtime.errors import InfusionNetError
-from infusionnet.runtime.lazy import INSTALL_HINTS, MissingDependency, lazy_import, load
+from infusionnet.runtime.lazy import INSTALL_HINTS, MissingDependency, lazy_import, load, module_location
 
 # What only some commands need: none of it may load for `infusionnet --help`.
 HEAVY = ("torch", "onnx", "onnxruntime", "onnxslim", "safetensors", "tensorrt", "pycuda", "openvino", "nncf",
@@ -125,3 +125,16 @@ def test_help_works_with_every_optional_package_missing():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "infusionnet stylize" in result.stdout and "Traceback" not in result.stderr
+
+
+def test_module_location_names_a_namespace_packages_folder(tmp_path, monkeypatch):
+    """A folder of type stubs (tensorrt-stubs) imports as a namespace package whose __file__ is
+    None: the doctor said "no: None is not TensorRT's Python API"."""
+    (tmp_path / "stubs_only_probe").mkdir()
+    (tmp_path / "stubs_only_probe" / "__init__.pyi").write_text("def f() -> int: ...\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    namespace = __import__("stubs_only_probe")
+    monkeypatch.delitem(sys.modules, "stubs_only_probe")
+    assert namespace.__file__ is None
+    assert module_location(namespace) == str(tmp_path / "stubs_only_probe")
+    assert module_location(pickle) == pickle.__file__
