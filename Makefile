@@ -24,8 +24,8 @@ typecheck: setup
 	else echo "typecheck skipped: the TensorRT stubs need Python 3.10+"; fi
 
 # The suite runs in TEST_WORKERS processes (pytest-xdist), one compute thread each: on the 2-core
-# machine 5.4 minutes against 10.0-10.2 in one process, and 8.6 with two processes of two threads
-# each (they fight over the cores). --dist loadfile keeps a file's tests, and so its module-scoped
+# machine 5.4 minutes (6.7 in CI's fresh clone) against 10.0-10.2 in one process, and 8.6 with two
+# processes of two threads each (they fight over the cores). --dist loadfile keeps a file's tests, and so its module-scoped
 # exports, in one process. The OpenVINO tests run in a process of their own: in one process with
 # the rest of the suite, the next test (test_packaging) crashed with a segfault after them, twice.
 TEST_WORKERS ?= 2
