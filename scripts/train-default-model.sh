@@ -59,6 +59,10 @@
 #      (runs/warmup, 400 steps decaying from 250) ended at colour 83 / 86 / 75 / 0%, texture
 #      62 / 11 / 50 / 29%. Across these runs retina's colour moved between -28% and 33% from one
 #      checkpoint to the next: the shipped 38% is its best, and "worse nowhere" is a high bar.
+#      Twice runs/steady's length did the same (runs/long-steady: its settings at seed 1, 1,200
+#      steps decaying to 0 from step 800, shortened on resume to fit a session): held out at steps
+#      500 / 750 / 1,000 / 1,200, texture closed Hubble 21 / 15 / 9 / 11%, ihc 47 / 38 / 50 / 45%,
+#      retina 43 / 44 / 35 / 42%, while retina's colour went 39 / 0 / 16 / 20%.
 #      The objective does ask for the brush work: optimised per pair with no network
 #      (scripts/loss-optimum.py, docs/default-model/loss-optimum.md) it gives Hubble's stars
 #      (texture 65%), ihc's colours (88%) and retina's (82%). The network has not learned to
