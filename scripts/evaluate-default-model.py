@@ -9,7 +9,8 @@ training losses, written to docs/default-model/ (README shows them).
         --compare runs/mine/checkpoints/step_00000500.pth runs/mine/checkpoints/step_00001000.pth
 
 (--compare: the checkpoints' numbers beside the bundled model's, each fall marked; the recipe
-ships a model only if it is worse nowhere and its texture rose.)
+ships a model only if it is worse nowhere and its texture rose. --grid FILE with it writes their
+results under the bundled model's, a row per model and held-out photo, to judge by eye too.)
 
 Contents: scikit-image's astronaut, coffee and chelsea photographs (not in the recipe's training
 set). Styles: the given held-out painting(s) and the sample textures hubble_deep_field, ihc and
@@ -52,6 +53,7 @@ import torch
 
 from infusionnet.models.default_model import resolve_network
 from infusionnet.runtime import images, samples
+from infusionnet.runtime.fileio import check_output_location
 
 HELD_OUT_CONTENT = ("astronaut", "coffee", "chelsea")
 HELD_OUT_SAMPLE_STYLES = ("hubble_deep_field", "ihc", "retina")
@@ -221,6 +223,28 @@ def comparison_table(labels, baseline: list, candidates: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def model_label(checkpoint: str) -> str:
+    """A short name for a comparison grid's row: ``runs/x/checkpoints/step_00000500.pth`` is
+    "x step 500", ``runs/x/final/model.safetensors`` is "x", anything else its file name's stem."""
+    path = Path(checkpoint)
+    if path.parent.name == "checkpoints" and path.stem.startswith("step_") and path.stem[5:].isdigit():
+        return f"{path.parent.parent.name} step {int(path.stem[5:])}"
+    if path.parent.name == "final":
+        return path.parent.parent.name
+    return path.stem
+
+
+def comparison_sheet(style_images, labels, results: dict, height: int) -> np.ndarray:
+    """The styles in a header row, then per held-out photo one row per model (``results``: a
+    label -> held_out_results rows, in order), the label over the photo that starts the row."""
+    blank = np.full((height, height, 3), 255, np.uint8)
+    lines = [images.make_grid([blank] + list(style_images), labels=[""] + list(labels), height=height)]
+    for index in range(len(HELD_OUT_CONTENT)):
+        for label, rows in results.items():
+            lines.append(images.make_grid(rows[index], labels=[label] + [""] * len(labels), height=height))
+    return images.stack_rows(lines)
+
+
 def joined_metrics(runs: list) -> list:
     """The metrics.csv rows of runs that follow one another (a run started with --init from the
     one before), each run's steps counted on from the previous run's last step."""
@@ -269,16 +293,27 @@ def main() -> int:
     parser.add_argument("-o", "--output", default="docs/default-model")
     parser.add_argument("--compare", nargs="+", metavar="CKPT",
                         help="only print these checkpoints' metrics against the bundled default model's, "
-                             "per style, with every fall marked (no grid is written)")
+                             "per style, with every fall marked")
+    parser.add_argument("--grid", metavar="FILE",
+                        help="with --compare: also write the results as a picture, a row per model and photo")
     args = parser.parse_args()
     styles = list(args.style) + [f"sample:{name}" for name in HELD_OUT_SAMPLE_STYLES]
     labels = [style_label(s) for s in styles]
+    if args.grid and not args.compare:
+        parser.error("--grid goes with --compare (without it the grid is written to --output)")
+    if args.grid:
+        if Path(args.grid).suffix.lower() not in (".png", ".jpg", ".jpeg"):
+            parser.error(f"--grid {args.grid}: name a .png or .jpg file")
+        check_output_location(args.grid)  # before the minutes of inference, not after
     if args.compare:
         baseline_images, baseline_rows = held_out_results(resolve_network(None)[0], styles, args.size)
-        candidates = {name: style_metrics(baseline_images, held_out_results(resolve_network(name)[0], styles,
-                                                                            args.size)[1])
-                      for name in args.compare}
+        results = {name: held_out_results(resolve_network(name)[0], styles, args.size)[1] for name in args.compare}
+        candidates = {name: style_metrics(baseline_images, rows) for name, rows in results.items()}
         print(comparison_table(labels, style_metrics(baseline_images, baseline_rows), candidates), end="")
+        if args.grid:
+            rows_by_label = {"bundled": baseline_rows, **{model_label(name): rows for name, rows in results.items()}}
+            images.write_image(args.grid, comparison_sheet(baseline_images, labels, rows_by_label, args.size))
+            print(f"wrote {args.grid}")
         return 0
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)

@@ -182,3 +182,23 @@ def test_loss_optimum_script_moves_the_photo_only_as_the_objective_asks():
     styled = optimum.optimised_image(vgg, photo, style, content_weight=0.0, style_weight=1.0, pixel_weight=10.0,
                                      slices=8, steps=60, lr=0.02)
     assert evaluate.colour_gap_closed(photo, styled, style) > 0.5
+
+
+def test_comparison_grid_puts_each_models_results_under_the_bundled_ones():
+    evaluate = _evaluation_script()
+    assert evaluate.model_label("runs/x/checkpoints/step_00000500.pth") == "x step 500"
+    assert evaluate.model_label("runs/x/final/model.safetensors") == "x"
+    assert evaluate.model_label("/tmp/avg/A.safetensors") == "A"
+    size, styles = 32, 2
+    style_images = [np.full((size, size, 3), 10 * (i + 1), np.uint8) for i in range(styles)]
+    photo_rows = lambda shade: [[np.full((size, size, 3), shade, np.uint8)] * (1 + styles)
+                                for _ in evaluate.HELD_OUT_CONTENT]
+    sheet = evaluate.comparison_sheet(style_images, ["a", "b"], {"bundled": photo_rows(100), "x": photo_rows(200)},
+                                      size)
+    rows = 1 + 2 * len(evaluate.HELD_OUT_CONTENT)  # the styles, then two models per photo
+    strip, gap = 18, 8
+    assert sheet.shape[0] == rows * (strip + size) + gap * (rows - 1)
+    assert sheet.shape[1] == (1 + styles) * size + gap * styles
+    # Row by row: bundled (100) then the candidate (200), the first result tile of each.
+    tops = [(strip + size + gap) * row + strip for row in (1, 2)]
+    assert [int(sheet[top + size // 2, size + gap + size // 2, 0]) for top in tops] == [100, 200]
