@@ -62,7 +62,16 @@
 #      Twice runs/steady's length did the same (runs/long-steady: its settings at seed 1, 1,200
 #      steps decaying to 0 from step 800, shortened on resume to fit a session): held out at steps
 #      500 / 750 / 1,000 / 1,200, texture closed Hubble 21 / 15 / 9 / 11%, ihc 47 / 38 / 50 / 45%,
-#      retina 43 / 44 / 35 / 42%, while retina's colour went 39 / 0 / 16 / 20%.
+#      retina 43 / 44 / 35 / 42%, while retina's colour went 39 / 0 / 16 / 20%. Averaging the
+#      weights of those continuations' checkpoints (2 to 8 of runs/steady's and runs/long-steady's,
+#      or the shipped weights with long-steady's last) smooths the swings but lands between them:
+#      retina's colour 14-28%, ihc's texture 46-51%. Nor did 256 px crops (runs/crop256, every
+#      run before used 128: --crop 256 --load-size 768, batch 2 so one contrastive negative,
+#      lr 1e-4, beta1 0.9, warmup 100, 800 steps decaying to 0 from 550, seed 2, about 8 s a
+#      step): held out at steps 400 / 500 / 600 / 700 / 800, texture closed Hubble 11 / 12 / 3 /
+#      11 / 16%, ihc 42 / 45 / 49 / 48 / 44%, while retina's colour rose to 35 / 51 / 57 / 46 /
+#      48% and retina's structure fell to 0.40-0.46; by eye (evaluate-default-model.py --compare
+#      --grid) still no stars.
 #      The objective does ask for the brush work: optimised per pair with no network
 #      (scripts/loss-optimum.py, docs/default-model/loss-optimum.md) it gives Hubble's stars
 #      (texture 65%), ihc's colours (88%) and retina's (82%). The network has not learned to
