@@ -53,7 +53,7 @@ import torch
 
 from infusionnet.models.default_model import resolve_network
 from infusionnet.runtime import images, samples
-from infusionnet.runtime.fileio import check_output_location
+from infusionnet.runtime.fileio import OutputLocationError, check_output_location
 
 HELD_OUT_CONTENT = ("astronaut", "coffee", "chelsea")
 HELD_OUT_SAMPLE_STYLES = ("hubble_deep_field", "ihc", "retina")
@@ -304,14 +304,19 @@ def main() -> int:
     if args.grid:
         if Path(args.grid).suffix.lower() not in (".png", ".jpg", ".jpeg"):
             parser.error(f"--grid {args.grid}: name a .png or .jpg file")
-        check_output_location(args.grid)  # before the minutes of inference, not after
+        try:
+            check_output_location(args.grid)  # before the minutes of inference, not after
+        except OutputLocationError as error:
+            parser.error(str(error))
     if args.compare:
         baseline_images, baseline_rows = held_out_results(resolve_network(None)[0], styles, args.size)
         results = {name: held_out_results(resolve_network(name)[0], styles, args.size)[1] for name in args.compare}
         candidates = {name: style_metrics(baseline_images, rows) for name, rows in results.items()}
         print(comparison_table(labels, style_metrics(baseline_images, baseline_rows), candidates), end="")
         if args.grid:
-            rows_by_label = {"bundled": baseline_rows, **{model_label(name): rows for name, rows in results.items()}}
+            rows_by_label = {"bundled": baseline_rows}
+            for name, rows in results.items():  # two files of one stem keep their whole names
+                rows_by_label[name if model_label(name) in rows_by_label else model_label(name)] = rows
             images.write_image(args.grid, comparison_sheet(baseline_images, labels, rows_by_label, args.size))
             print(f"wrote {args.grid}")
         return 0
