@@ -237,12 +237,9 @@ def model_label(checkpoint: str) -> str:
 def comparison_sheet(style_images, labels, results: dict, height: int) -> np.ndarray:
     """The styles in a header row, then per held-out photo one row per model (``results``: a
     label -> held_out_results rows, in order), the label over the photo that starts the row."""
-    blank = np.full((height, height, 3), 255, np.uint8)
-    lines = [images.make_grid([blank] + list(style_images), labels=[""] + list(labels), height=height)]
-    for index in range(len(HELD_OUT_CONTENT)):
-        for label, rows in results.items():
-            lines.append(images.make_grid(rows[index], labels=[label] + [""] * len(labels), height=height))
-    return images.stack_rows(lines)
+    order = [(label, index) for index in range(len(HELD_OUT_CONTENT)) for label in results]
+    return images.contact_sheet(style_images, labels, [results[label][index] for label, index in order],
+                                height=height, row_labels=[label for label, _ in order])
 
 
 def joined_metrics(runs: list) -> list:

@@ -53,9 +53,13 @@ def stack_rows(rows: Sequence[np.ndarray], gap: int = 8) -> np.ndarray:
 
 
 def contact_sheet(styles: Sequence[np.ndarray], style_labels: Sequence[str],
-                  rows: Sequence[Sequence[np.ndarray]], height: int = 192) -> np.ndarray:
+                  rows: Sequence[Sequence[np.ndarray]], height: int = 192,
+                  row_labels: Optional[Sequence[str]] = None) -> np.ndarray:
     """A header row of the style images, then one row per content image: the content, then its
-    stylizations in the styles' order. Tiles are centre-cropped squares, so columns line up."""
+    stylizations in the styles' order. Tiles are centre-cropped squares, so columns line up.
+    ``row_labels`` (one per row) are written over each row's first tile."""
+    if row_labels is not None and len(row_labels) != len(rows):
+        raise ImageError(f"contact_sheet got {len(rows)} rows but {len(row_labels)} row labels")
     def square(image):
         image = np.asarray(image)
         side = min(image.shape[:2])
@@ -64,7 +68,9 @@ def contact_sheet(styles: Sequence[np.ndarray], style_labels: Sequence[str],
 
     blank = np.full((height, height, 3), 255, np.uint8)
     lines = [make_grid([blank] + [square(s) for s in styles], labels=[""] + list(style_labels), height=height)]
-    lines += [make_grid([square(tile) for tile in row], height=height) for row in rows]
+    for index, row in enumerate(rows):
+        labels = None if row_labels is None else [row_labels[index]] + [""] * (len(row) - 1)
+        lines.append(make_grid([square(tile) for tile in row], labels=labels, height=height))
     return stack_rows(lines)
 
 
