@@ -237,9 +237,12 @@ def model_label(checkpoint: str) -> str:
 def comparison_sheet(style_images, labels, results: dict, height: int) -> np.ndarray:
     """The styles in a header row, then per held-out photo one row per model (``results``: a
     label -> held_out_results rows, in order), the label over the photo that starts the row."""
-    order = [(label, index) for index in range(len(HELD_OUT_CONTENT)) for label in results]
-    return images.contact_sheet(style_images, labels, [results[label][index] for label, index in order],
-                                height=height, row_labels=[label for label, _ in order])
+    rows, row_labels = [], []
+    for index in range(len(HELD_OUT_CONTENT)):
+        for label, model_rows in results.items():
+            rows.append(model_rows[index])
+            row_labels.append(label)
+    return images.contact_sheet(style_images, labels, rows, height=height, row_labels=row_labels)
 
 
 def joined_metrics(runs: list) -> list:

@@ -582,17 +582,18 @@ def test_make_grid_shapes_and_labels():
         images.make_grid([])
 
 
-
 def test_contact_sheet_labels_rows_only_when_asked():
     styles, rows = [noise(32, 32)], [[noise(32, 32), noise(32, 32)], [noise(32, 32), noise(32, 32)]]
     plain = images.contact_sheet(styles, ["s"], rows, height=32)
     labelled = images.contact_sheet(styles, ["s"], rows, height=32, row_labels=["bundled", "mine"])
-    strip = max(18, 32 // 12)  # make_grid's label strip
+    strip = images.make_grid([noise(32, 32)], labels=["x"], height=32).shape[0] - 32  # make_grid's label strip
+    assert strip > 0
     assert labelled.shape == (plain.shape[0] + 2 * strip, plain.shape[1], 3)
-    header = strip + 32 + 8
+    header = strip + 32 + 8  # the labelled style row, then stack_rows' gap
     assert labelled[header:header + strip, :32].min() < 128     # the first row's label was drawn
     with pytest.raises(ImageError, match="2 rows but 1 row labels"):
         images.contact_sheet(styles, ["s"], rows, height=32, row_labels=["bundled"])
+
 
 def test_is_image_file_and_list_images(tmp_path):
     for name in ["b.png", "A.JPG", "c.webp", "notes.txt", ".hidden.png", "._a.jpg", "sub/d.tif", ".git/e.png"]:
