@@ -5,7 +5,7 @@ import re
 import subprocess
 from typing import Dict, List, Optional
 
-from infusionnet.runtime.environment import installed_distributions
+from infusionnet.runtime.environment import cpu_affinity, installed_distributions
 
 LIBRARIES = ("torch", "onnx", "onnxruntime", "onnxruntime-gpu", "tensorrt", "opencv-python-headless",
              "numpy", "pycuda", "polygraphy", "openvino", "nncf")
@@ -76,7 +76,7 @@ def describe_machine() -> dict:
         "cpu": cpu_model(),
         "cpu_features": cpu_features(),
         "cpu_cores": os.cpu_count(),
-        "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "cpu_affinity": cpu_affinity(),
         "memory_gib": memory_gib(),
         "gpu": gpu_description(),
         "versions": library_versions(),

@@ -8,6 +8,7 @@ read (OpenCV's build information, L4T's release file) are plain functions, teste
 """
 import importlib
 import importlib.util
+import os
 import platform
 import re
 import shutil
@@ -52,6 +53,12 @@ def installed_distributions(names: Sequence[str]) -> Dict[str, str]:
         except metadata.PackageNotFoundError:
             pass
     return found
+
+
+def cpu_affinity() -> Optional[int]:
+    """The CPU cores this process may run on (its affinity, e.g. a container's cpuset), which can
+    be fewer than the machine has; None where the OS does not say (macOS, Windows)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
 
 
 def import_module(name: str) -> Tuple[Any, Optional[str]]:

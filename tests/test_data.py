@@ -1,4 +1,5 @@
 """Training data: folder listing, resize + crop, the deterministic pair stream, skipped files."""
+import os
 from pathlib import Path
 
 import cv2
@@ -120,6 +121,14 @@ def test_loader_starts_no_more_workers_than_usable_cores(folders):
     stream = PairStream.from_folders(*folders, crop=32, load_size=36)
     assert make_loader(stream, DrawSampler(2, 2), workers=1000).num_workers == usable_cpu_cores()
     assert make_loader(stream, DrawSampler(2, 2), workers=0).num_workers == 0
+
+
+def test_usable_cores_fall_back_to_the_machines_count_where_affinity_is_unknown(monkeypatch):
+    from infusionnet.models.train import data
+    monkeypatch.setattr(data, "cpu_affinity", lambda: None)
+    assert usable_cpu_cores() == (os.cpu_count() or 1)
+    monkeypatch.setattr(data, "cpu_affinity", lambda: 1)
+    assert usable_cpu_cores() == 1
 
 
 def test_stream_rejects_bad_settings(folders):

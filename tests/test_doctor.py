@@ -93,6 +93,17 @@ def test_gpu_probe_reads_nvidia_smi(tmp_path, monkeypatch):
     assert environment.gpu_probe(Probe(True, "x", {"model": "Jetson Orin Nano"})).found  # integrated GPU
 
 
+def test_cpu_affinity_counts_the_cores_this_process_may_use(monkeypatch):
+    if not hasattr(os, "sched_getaffinity"):
+        assert environment.cpu_affinity() is None
+        return
+    assert environment.cpu_affinity() == len(os.sched_getaffinity(0))
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 3})  # a container's cpuset
+    assert environment.cpu_affinity() == 2
+    monkeypatch.delattr(os, "sched_getaffinity")
+    assert environment.cpu_affinity() is None
+
+
 def test_dla_cores_are_not_asked_without_tensorrt_or_gpu():
     assert not environment.dla_probe(Probe(False, "no"), Probe(True, "gpu")).found
     assert "needs TensorRT and a GPU" in environment.dla_probe(Probe(True, "8.5"), Probe(False, "no")).summary

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from infusionnet.runtime.environment import cpu_affinity
 from infusionnet.runtime.errors import InfusionNetError
 from infusionnet.runtime.images import ImageError, is_image_file, normalize, read_image, resize_array
 from infusionnet.runtime.images import list_images as list_image_files
@@ -256,8 +257,8 @@ def collate_pairs(samples: List[dict]) -> dict:
 
 
 def usable_cpu_cores() -> int:
-    """The cores this process may run on (its affinity, e.g. a container's cpuset)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    """The cores this process may run on; the machine's count where its affinity is unknown."""
+    return cpu_affinity() or os.cpu_count() or 1
 
 
 def _worker_init(_worker_id: int) -> None:
