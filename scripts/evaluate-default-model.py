@@ -15,7 +15,9 @@ results under the bundled model's, a row per model and held-out photo, to judge 
 Contents: scikit-image's astronaut, coffee and chelsea photographs (not in the recipe's training
 set). Styles: the given held-out painting(s) and the sample textures hubble_deep_field, ihc and
 retina (not in training either). Every image is resized and centre-cropped to --size, the
-authors' test setting; the model is the bundled default unless --checkpoint is given.
+authors' test setting; the model is the bundled default unless --checkpoint is given. With
+--style-size S the network reads the styles at SxS instead (as ``stylize --style-size``), while
+the metrics still compare with the styles at --size: how the style's scale moves the results.
 
 Beside the grid, held-out-metrics.md puts three numbers on "takes the style's colours and brush
 texture while the content stays recognisable", per style (mean over the photos):
@@ -47,12 +49,15 @@ import argparse
 import csv
 import sys
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
 
 from infusionnet.models.default_model import resolve_network
+from infusionnet.models.networks import validate_style_size
 from infusionnet.runtime import images, samples
+from infusionnet.runtime.errors import InfusionNetError
 from infusionnet.runtime.fileio import OutputLocationError, check_output_location
 
 HELD_OUT_CONTENT = ("astronaut", "coffee", "chelsea")
@@ -63,23 +68,24 @@ def style_label(style: str) -> str:
     return style[len("sample:"):] if style.startswith("sample:") else Path(style).stem.split("_")[0]
 
 
-def held_out_results(model, styles, size: int):
-    """The style images, and per held-out photo a row [photo, result per style] (uint8 RGB)."""
-    square = images.Resize.square(size)
+def held_out_results(model, styles, size: int, style_size: Optional[int] = None):
+    """The style images, and per held-out photo a row [photo, result per style] (uint8 RGB). The
+    network reads each style at ``style_size`` (default ``size``); the style images returned, which
+    the metrics compare against and the grid shows, are at ``size`` whatever it read."""
 
-    def load(argument):
-        rgb, _ = images.prepare_image(samples.load_image_arg(argument), square)
+    def load(argument, side=size):
+        rgb, _ = images.prepare_image(samples.load_image_arg(argument), images.Resize.square(side))
         return rgb, torch.from_numpy(images.normalize(rgb))
 
-    loaded_styles = [load(s) for s in styles]
+    style_images = [load(s)[0] for s in styles]
     rows = []
     with torch.inference_mode():
-        kernels = [model.style_kernels(tensor) for _, tensor in loaded_styles]
+        kernels = [model.style_kernels(load(s, style_size or size)[1]) for s in styles]
         for name in HELD_OUT_CONTENT:
             rgb, tensor = load(f"sample:{name}")
             features = model.encode_content(tensor)
             rows.append([rgb] + [images.denormalize(model.decode(features, k)[0].numpy())[0] for k in kernels])
-    return [rgb for rgb, _ in loaded_styles], rows
+    return style_images, rows
 
 
 def _lab_moments(rgb: np.ndarray) -> np.ndarray:
@@ -288,6 +294,9 @@ def main() -> int:
     parser.add_argument("--run", nargs="+", default=[],
                         help="the training run folder(s), in order: their metrics.csv, joined, is plotted and copied")
     parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--style-size", type=int, metavar="S",
+                        help="the size the network reads the styles at (default: --size; stylize's "
+                             "--style-size); the metrics still compare against the styles at --size")
     parser.add_argument("--style-loss", action="store_true",
                         help="also print the style loss's distances per tap (needs the HED loss network)")
     parser.add_argument("-o", "--output", default="docs/default-model")
@@ -299,6 +308,11 @@ def main() -> int:
     args = parser.parse_args()
     styles = list(args.style) + [f"sample:{name}" for name in HELD_OUT_SAMPLE_STYLES]
     labels = [style_label(s) for s in styles]
+    if args.style_size:
+        try:
+            validate_style_size("infusionnet", args.style_size)
+        except InfusionNetError as error:
+            parser.error(f"--style-size: {error}")
     if args.grid and not args.compare:
         parser.error("--grid goes with --compare (without it the grid is written to --output)")
     if args.grid:
@@ -309,8 +323,11 @@ def main() -> int:
         except OutputLocationError as error:
             parser.error(str(error))
     if args.compare:
-        baseline_images, baseline_rows = held_out_results(resolve_network(None)[0], styles, args.size)
-        results = {name: held_out_results(resolve_network(name)[0], styles, args.size)[1] for name in args.compare}
+        def results_of(checkpoint):
+            return held_out_results(resolve_network(checkpoint)[0], styles, args.size, args.style_size)
+
+        baseline_images, baseline_rows = results_of(None)
+        results = {name: results_of(name)[1] for name in args.compare}
         candidates = {name: style_metrics(baseline_images, rows) for name, rows in results.items()}
         print(comparison_table(labels, style_metrics(baseline_images, baseline_rows), candidates), end="")
         if args.grid:
@@ -323,12 +340,14 @@ def main() -> int:
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
     model = resolve_network(args.checkpoint)[0]
-    style_images, rows = held_out_results(model, styles, args.size)
+    style_images, rows = held_out_results(model, styles, args.size, args.style_size)
     images.write_image(output / "held-out-grid.jpg", images.contact_sheet(style_images, labels, rows, height=args.size))
     table = metrics_table(style_images, rows, labels)
+    read_at = f", styles read at {args.style_size}x{args.style_size}" if args.style_size else ""
     (output / "held-out-metrics.md").write_text(
         f"# Held-out pairs of {args.checkpoint or 'the bundled default model'} ({', '.join(HELD_OUT_CONTENT)}, "
-        f"{args.size}x{args.size}; scripts/evaluate-default-model.py says what the columns mean)\n\n" + table)
+        f"{args.size}x{args.size}{read_at}; scripts/evaluate-default-model.py says what the columns mean)\n\n"
+        + table)
     print(table + f"wrote {output / 'held-out-grid.jpg'} and {output / 'held-out-metrics.md'}")
     if args.style_loss:
         print(style_loss_table(style_images, rows, labels))

@@ -202,3 +202,15 @@ def test_comparison_grid_puts_each_models_results_under_the_bundled_ones():
     # Row by row: bundled (100) then the candidate (200), the first result tile of each.
     tops = [(strip + size + gap) * row + strip for row in (1, 2)]
     assert [int(sheet[top + size // 2, size + gap + size // 2, 0]) for top in tops] == [100, 200]
+
+
+def test_evaluation_reads_the_styles_at_style_size_and_measures_against_them_at_size(default_model):
+    """--style-size changes what the network reads, not the style images the metrics compare with."""
+    evaluate = _evaluation_script()
+    styles = ["sample:hubble_deep_field"]
+    same_images, same_rows = evaluate.held_out_results(default_model, styles, 96)
+    larger_images, larger_rows = evaluate.held_out_results(default_model, styles, 96, style_size=192)
+    np.testing.assert_array_equal(larger_images[0], same_images[0])
+    assert larger_images[0].shape == (96, 96, 3) and larger_rows[0][1].shape == (96, 96, 3)
+    np.testing.assert_array_equal(larger_rows[0][0], same_rows[0][0])  # the photo
+    assert np.abs(larger_rows[0][1].astype(int) - same_rows[0][1]).mean() > 1  # another style code
