@@ -214,6 +214,10 @@ def run(args) -> int:
             if name not in given:
                 raise InfusionNetError(f"{option} is required for a new run (or --resume a run)")
         config = train_config.TrainConfig(**given)
+    for name in train_config.ignored_schedule_options(config, given):
+        option, schedule = "--" + name.replace("_", "-"), train_config.SCHEDULE_OF_OPTION[name]
+        raise InfusionNetError(f"{option} applies to --lr-schedule {schedule} only, and this run's schedule is "
+                               f"{config.lr_schedule}: add --lr-schedule {schedule} or leave {option} out")
 
     summary = trainer.train(config, resume=str(resume) if resume else None, overwrite=args.overwrite)
     if not main_process:

@@ -275,6 +275,18 @@ def test_cli_trains_and_resumes(dataset, tmp_path, capsys):
     assert "already holds checkpoints" in capsys.readouterr().err
 
 
+def test_cli_refuses_schedule_options_its_schedule_would_ignore(dataset, tmp_path, capsys):
+    """--lr-decay-start with the constant schedule was once silently ignored (a whole run at full lr)."""
+    from infusionnet.cli.main import main
+    common = ["train", "--content", str(dataset / "content"), "--style", str(dataset / "style"),
+              "--vgg", str(tmp_path / "vgg_normalised.pth"), "--output", str(tmp_path / "run"), "--iterations", "4"]
+    assert main(common + ["--lr-decay-start", "2"]) == 2
+    assert "--lr-decay-start applies to --lr-schedule linear only" in capsys.readouterr().err
+    assert main(common + ["--lr-schedule", "linear", "--lr-gamma", "0.5"]) == 2
+    assert "--lr-gamma applies to --lr-schedule step only" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 def test_cli_help_shows_torchrun():
     from infusionnet.cli.main import build_parser
     parser = build_parser()

@@ -12,6 +12,8 @@ from .data import RESIZE_MODES
 from .losses import CONTENT_TAP, CONTENT_TAPS, DEFAULT_LOSS_WEIGHTS, DEFAULT_NEGATIVES, VGG_TAPS, LossWeights
 
 LR_SCHEDULES = ("constant", "step", "linear")
+# The options that only one schedule reads: given with another, they would be silently ignored.
+SCHEDULE_OF_OPTION = {"lr_step": "step", "lr_gamma": "step", "lr_decay_start": "linear"}
 AMP_MODES = ("none", "bf16", "fp16")
 # Settings that change what the next steps compute: resuming with different values is allowed
 # but no longer reproduces the original run, so it is reported.
@@ -147,6 +149,11 @@ class TrainConfig:
                 validate_style_size(self.variant, self.eval_size)
             except InfusionNetError as error:
                 bad(f"eval size {self.eval_size}: {error}")
+
+
+def ignored_schedule_options(config: TrainConfig, given) -> list:
+    """The options among ``given`` (names) that ``config``'s LR schedule does not read."""
+    return [name for name in given if name in SCHEDULE_OF_OPTION and SCHEDULE_OF_OPTION[name] != config.lr_schedule]
 
 
 def lr_factor(config: TrainConfig):
