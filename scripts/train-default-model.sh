@@ -33,9 +33,10 @@
 #      closed, held out: picabia 46% -> 65%, Hubble 6% -> 13%, ihc 50% -> 53%, retina 35% ->
 #      34%, colours and structure kept). A first try at weight 30 with most photographs dropped
 #      from the styles lost retina's colours (28% -> -7%): the photographs stay. The shipped
-#      model is its end. Fifteen later tries from it (other loss weights, textures, learning
+#      model is its end. Sixteen later tries from it (other loss weights, textures, learning
 #      rates, lengths up to 4,000 steps, weight averages, crop and batch sizes, the style pathway
-#      alone, fewer or more photographs among the styles) were not shipped:
+#      alone, fewer or more photographs among the styles, the photographs through OpenCV's
+#      non-photorealistic filters among them) were not shipped:
 #      docs/default-model/continuations.md has their settings and held-out numbers. The
 #      objective does ask for the brush work (scripts/loss-optimum.py,
 #      docs/default-model/loss-optimum.md); 4,000 more of these steps did not bring it, so what
