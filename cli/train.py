@@ -195,6 +195,14 @@ CONFIG_OPTIONS = ("content_dir", "style_dir", "augment", "augment_tone", "crop",
                   "progress")
 
 
+def refuse_ignored_schedule_options(config, given: dict) -> None:
+    """An option the run's LR schedule does not read is an error, not silently dropped."""
+    for name in train_config.ignored_schedule_options(config, given):
+        option, schedule = "--" + name.replace("_", "-"), train_config.SCHEDULE_OF_OPTION[name]
+        raise InfusionNetError(f"{option} applies to --lr-schedule {schedule} only, and this run's schedule is "
+                               f"{config.lr_schedule}: add --lr-schedule {schedule} or leave {option} out")
+
+
 def run(args) -> int:
     given = {name: getattr(args, name) for name in CONFIG_OPTIONS if hasattr(args, name)}
     main_process = int(os.environ.get("RANK", "0")) == 0
@@ -205,6 +213,7 @@ def run(args) -> int:
             if resume.parent.name == "checkpoints":
                 given["output"] = str(resume.parent.parent)
         config, notes = train_state.resume_config(resume, given)
+        refuse_ignored_schedule_options(config, given)
         if main_process:
             print(f"resuming from {resume}", file=sys.stderr)
             for note in notes:
@@ -214,10 +223,7 @@ def run(args) -> int:
             if name not in given:
                 raise InfusionNetError(f"{option} is required for a new run (or --resume a run)")
         config = train_config.TrainConfig(**given)
-    for name in train_config.ignored_schedule_options(config, given):
-        option, schedule = "--" + name.replace("_", "-"), train_config.SCHEDULE_OF_OPTION[name]
-        raise InfusionNetError(f"{option} applies to --lr-schedule {schedule} only, and this run's schedule is "
-                               f"{config.lr_schedule}: add --lr-schedule {schedule} or leave {option} out")
+        refuse_ignored_schedule_options(config, given)
 
     summary = trainer.train(config, resume=str(resume) if resume else None, overwrite=args.overwrite)
     if not main_process:

@@ -273,6 +273,10 @@ def test_cli_trains_and_resumes(dataset, tmp_path, capsys):
         main(common + ["--iterations", "1", "--negatives", "2"])
     assert main(common[:-2] + ["--iterations", "1"]) == 2  # already holds checkpoints
     assert "already holds checkpoints" in capsys.readouterr().err
+    # A schedule option the resumed run's (constant) schedule would ignore is refused before any step.
+    assert main(["train", "--resume", str(tmp_path / "run"), "--iterations", "3", "--lr-decay-start", "2"]) == 2
+    assert "--lr-decay-start applies to --lr-schedule linear only" in capsys.readouterr().err
+    assert read_training_state(find_resume_checkpoint(tmp_path / "run"))["step"] == 2
 
 
 def test_cli_refuses_schedule_options_its_schedule_would_ignore(dataset, tmp_path, capsys):
