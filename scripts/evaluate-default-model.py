@@ -308,7 +308,7 @@ def main() -> int:
     args = parser.parse_args()
     styles = list(args.style) + [f"sample:{name}" for name in HELD_OUT_SAMPLE_STYLES]
     labels = [style_label(s) for s in styles]
-    if args.style_size:
+    if args.style_size is not None:
         try:
             validate_style_size("infusionnet", args.style_size)
         except InfusionNetError as error:
