@@ -73,16 +73,17 @@ def held_out_results(model, styles, size: int, style_size: Optional[int] = None)
     network reads each style at ``style_size`` (default ``size``); the style images returned, which
     the metrics compare against and the grid shows, are at ``size`` whatever it read."""
 
-    def load(argument, side=size):
-        rgb, _ = images.prepare_image(samples.load_image_arg(argument), images.Resize.square(side))
+    def prepared(rgb, side=size):
+        rgb, _ = images.prepare_image(rgb, images.Resize.square(side))
         return rgb, torch.from_numpy(images.normalize(rgb))
 
-    style_images = [load(s)[0] for s in styles]
+    decoded_styles = [samples.load_image_arg(s) for s in styles]  # each file decoded once
+    style_images = [prepared(rgb)[0] for rgb in decoded_styles]
     rows = []
     with torch.inference_mode():
-        kernels = [model.style_kernels(load(s, style_size or size)[1]) for s in styles]
+        kernels = [model.style_kernels(prepared(rgb, style_size or size)[1]) for rgb in decoded_styles]
         for name in HELD_OUT_CONTENT:
-            rgb, tensor = load(f"sample:{name}")
+            rgb, tensor = prepared(samples.load_image_arg(f"sample:{name}"))
             features = model.encode_content(tensor)
             rows.append([rgb] + [images.denormalize(model.decode(features, k)[0].numpy())[0] for k in kernels])
     return style_images, rows
